@@ -1,0 +1,24 @@
+"""attnfaith: is this explanation faithful?
+
+Faithfulness tests for attention weights and any other attribution method, following Jain & Wallace (2019),
+Serrano & Smith (2019) and Wiegreffe & Pinter (2019), on any HuggingFace transformer and on custom attention models,
+with Captum's interface.
+"""
+
+__version__ = "0.1.0"
+
+from attnfaith.attention import AttentionLayer, AttentionTap, AttentionUnreachableError
+from attnfaith.attr import AttentionAttribution, AttentionGradient, AttentionRollout, AttentionXGradient
+from attnfaith.nn import AttentionSoftmax
+
+__all__ = [
+    "AttentionTap",
+    "AttentionLayer",
+    "AttentionUnreachableError",
+    "AttentionSoftmax",
+    "AttentionAttribution",
+    "AttentionRollout",
+    "AttentionGradient",
+    "AttentionXGradient",
+    "__version__",
+]

@@ -1,0 +1,504 @@
+"""``AttentionTap``: read and intervene on the attention probabilities of any model.
+
+This module (with :mod:`attnfaith.attention.hf`) is the only place in attnfaith that knows about architectures.
+Three routes reach the attention of a model, chosen in this order:
+
+1. ``"module"``: the model computes its attention with :class:`attnfaith.nn.AttentionSoftmax`, or the caller names
+   the modules whose output is the attention distribution (``modules=[...]``). A forward hook reads and replaces
+   that output.
+2. ``"interface"``: a HuggingFace model whose attention goes through transformers' ``AttentionInterface``
+   (``model._can_set_attn_implementation()``). For the tap's lifetime every config of the model is switched to the
+   ``"attnfaith"`` implementation (registered with ``AttentionInterface`` and ``AttentionMaskInterface``), an exact
+   re-implementation of eager attention that calls back into the tap.
+3. ``"dropout"``: models that compute attention themselves (DeBERTa-v2/v3): a forward hook on every dropout module;
+   those whose input is a probability tensor ``[B, H, Tq, Tk]`` (non-negative, rows summing to 1 or 0) in the first
+   forward are taken to be the dropout on the attention probabilities. No per-model list is involved.
+
+Layers are numbered in the order their attention runs within one forward of the model: DistilBERT (no
+``layer_idx``), ALBERT (one module called once per layer), T5/BART (encoder self, then decoder self and cross
+attention, which reuse ``layer_idx``) all get distinct, stable indices. ``tap.layers`` describes them.
+
+Leaving the context restores the model exactly: every config's attention implementation, no hook left behind, also
+when the body raised.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from attnfaith.attention import hf
+from attnfaith.attention.interventions import KINDS, Intervention, apply_interventions
+from attnfaith.nn import AttentionSoftmax
+
+__all__ = ["AttentionTap", "AttentionLayer", "AttentionUnreachableError", "known_layers"]
+
+_CROSS_MARKERS = ("cross", "encdec", "encoder_attn")
+
+# model -> tuple of AttentionLayer seen in its last complete forward under a tap
+_LAYER_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple[AttentionLayer, ...]]" = weakref.WeakKeyDictionary()
+
+
+class AttentionUnreachableError(ValueError):
+    """The tap found no attention it can read in the model."""
+
+
+@dataclass(frozen=True)
+class AttentionLayer:
+    """One attention layer as the tap sees it.
+
+    Attributes:
+        index: position in the order attention runs within one forward (0-based).
+        name: the module's name in ``model.named_modules()`` (``"#k"`` appended for the k-th call of a module that
+            runs several times per forward, as ALBERT's shared layer).
+        kind: ``"self"`` or ``"cross"``.
+        causal: whether a query may only see keys at or before its position.
+        route: ``"interface"``, ``"module"`` or ``"dropout"``.
+        num_heads: heads (1 for a single-distribution attention such as additive attention).
+    """
+
+    index: int
+    name: str
+    kind: str
+    causal: bool
+    route: str
+    num_heads: int
+
+
+def known_layers(model: nn.Module) -> tuple[AttentionLayer, ...] | None:
+    """The layers a tap saw in ``model``'s last forward, or None if no tap has run a forward on it yet."""
+    return _LAYER_CACHE.get(model)
+
+
+def _configs(model: nn.Module) -> list:
+    """Every distinct transformers config object reachable from the model (model, sub-modules, sub-configs)."""
+    try:
+        from transformers import PretrainedConfig
+    except Exception:  # pragma: no cover
+        return []
+    found: dict[int, object] = {}
+
+    def visit(cfg) -> None:
+        if not isinstance(cfg, PretrainedConfig) or id(cfg) in found:
+            return
+        found[id(cfg)] = cfg
+        for key in getattr(cfg, "sub_configs", {}) or {}:
+            visit(getattr(cfg, key, None))
+
+    for module in model.modules():
+        visit(getattr(module, "config", None))
+    return list(found.values())
+
+
+def _hook_counts(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_forward_hooks_with_kwargs",
+             "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+    return {n: tuple(len(getattr(m, a, {}) or {}) for a in names) for n, m in model.named_modules()}
+
+
+class AttentionTap:
+    """Record, and optionally intervene on, every attention distribution of a model during its forwards.
+
+    Example::
+
+        with AttentionTap(model) as tap:
+            logits = model(**enc).logits
+        tap.attentions          # one [B, H, Tq, Tk] tensor per attention layer, in call order
+        tap.layers              # AttentionLayer(index, name, kind, causal, route, num_heads) for each
+
+    Args:
+        model: a HuggingFace ``PreTrainedModel`` or any ``nn.Module`` (see the routes in the module docstring).
+        capture: which layers' probabilities to keep: ``"all"`` (default), ``None`` (none: saves memory when only
+            interventions are needed) or a sequence of layer indices (negative counts from the end).
+        keep_grad: keep the captured probabilities in the autograd graph, so one backward gives d output /
+            d attention for every captured layer (``torch.autograd.grad(y, tap.attentions)``).
+        detach: cut the gradient through the attention weights (the forward is unchanged): the downstream
+            computation sees the weights as constants, as Jain & Wallace's gradient importance does
+            (``batch_data.detach = True``). With ``keep_grad`` the captured weights become leaves whose gradient
+            is d output / d attention with the attention held fixed.
+        modules: names of modules whose output is an attention distribution (``[B, Tk]``, ``[B, Tq, Tk]`` or
+            ``[B, H, Tq, Tk]``); forces the module route.
+        route: ``"auto"`` (default) or one of ``"interface"``, ``"module"``, ``"dropout"``.
+
+    Custom attention shapes are presented as 4-D: ``[B, Tk]`` becomes ``[B, 1, 1, Tk]``, ``[B, Tq, Tk]`` becomes
+    ``[B, 1, Tq, Tk]``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        capture: str | Sequence[int] | None = "all",
+        keep_grad: bool = False,
+        detach: bool = False,
+        modules: Sequence[str] | None = None,
+        route: str = "auto",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if route not in ("auto", "interface", "module", "dropout"):
+            raise ValueError(f"route must be 'auto', 'interface', 'module' or 'dropout', got {route!r}")
+        if not (capture is None or capture == "all" or _is_int_sequence(capture)):
+            raise ValueError(f"capture must be 'all', None or a sequence of layer indices, got {capture!r}")
+        self.model = model
+        self.capture = capture
+        self.keep_grad = bool(keep_grad)
+        self.detach = bool(detach)
+        self._module_names = list(modules) if modules is not None else None
+        self._requested_route = route
+        self.route: str | None = None
+        self._interventions: list[Intervention] = []
+        self._active = False
+        self._handles: list = []
+        self._saved_impl: list[tuple[object, object]] = []
+        self._names: dict[nn.Module, str] = {}
+        self._attention_modules: list[nn.Module] = []
+        self._dropout_confirmed: set[nn.Module] | None = None
+        self._model_key_mask: torch.Tensor | None = None
+        self._depth = 0
+        self._reset_forward()
+        self._layers: tuple[AttentionLayer, ...] = known_layers(model) or ()
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def layers(self) -> tuple[AttentionLayer, ...]:
+        """The attention layers, in call order (known after the first forward on this model under a tap)."""
+        return self._layers
+
+    @property
+    def num_layers(self) -> int | None:
+        return len(self._layers) if self._layers else None
+
+    @property
+    def attentions(self) -> tuple[torch.Tensor, ...]:
+        """The probabilities each attention layer used in the last forward, ``[B, H, Tq, Tk]`` per layer.
+
+        With ``capture`` restricting the layers, only those are returned, in layer order.
+        """
+        return tuple(self._captured[i] for i in sorted(self._captured))
+
+    def attention(self, layer: int) -> torch.Tensor:
+        """The probabilities of one layer (negative indices count from the end) in the last forward."""
+        idx = self.resolve_layer(layer)
+        if idx not in self._captured:
+            raise ValueError(f"layer {layer} was not captured (capture={self.capture!r})")
+        return self._captured[idx]
+
+    def resolve_layer(self, layer: int, *, name: str = "layer") -> int:
+        """Map a possibly negative layer index to its position; ``ValueError`` naming ``name`` if out of range."""
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise TypeError(f"{name} must be an int, got {type(layer).__name__}")
+        n = self.num_layers
+        if n is None:
+            if layer >= 0:
+                return layer
+            raise ValueError(
+                f"{name}={layer} counts from the end but the number of attention layers is not known yet: "
+                "run one forward of the model inside the tap first"
+            )
+        if not -n <= layer < n:
+            raise ValueError(f"{name}={layer} is out of range: the model has {n} attention layers")
+        return layer % n
+
+    def intervene(
+        self,
+        kind: str,
+        value: torch.Tensor | None = None,
+        *,
+        layers: int | Iterable[int] | None = -1,
+        rows: torch.Tensor | None = None,
+        heads: int | Iterable[int] | None = None,
+    ) -> Intervention:
+        """Add an intervention applied in every following forward until :meth:`clear` (or :meth:`remove`).
+
+        Args:
+            kind: ``"permute"``, ``"zero"``, ``"replace"`` or ``"uniform"`` (see
+                :mod:`attnfaith.attention.interventions`).
+            value: the permutation / erase mask / new weights for the kind.
+            layers: a layer index, several, or None for every layer. Default: the last layer.
+            rows: BoolTensor ``[B]`` of batch rows to change (None: all); other rows stay bit-identical.
+            heads: a head index, several, or None for every head.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if kind != "uniform" and value is None:
+            raise ValueError(f"value is required for a {kind!r} intervention")
+        if layers is None:
+            layer_t = None
+        else:
+            seq = [layers] if isinstance(layers, int) else list(layers)
+            if not _is_int_sequence(seq):
+                raise TypeError(f"layers must be an int, a sequence of ints or None, got {layers!r}")
+            if self.num_layers is not None:
+                seq = [self.resolve_layer(i, name="layers") for i in seq]
+            layer_t = tuple(seq)
+        head_t = None
+        if heads is not None:
+            head_t = (heads,) if isinstance(heads, int) else tuple(heads)
+            if not _is_int_sequence(head_t):
+                raise TypeError(f"heads must be an int, a sequence of ints or None, got {heads!r}")
+        if rows is not None:
+            rows = torch.as_tensor(rows)
+            if rows.dtype != torch.bool or rows.dim() != 1:
+                raise TypeError("rows must be a 1-D boolean tensor with one entry per batch row")
+        iv = Intervention(kind=kind, value=value, layers=layer_t, rows=rows, heads=head_t)
+        self._interventions.append(iv)
+        return iv
+
+    def remove(self, intervention: Intervention) -> None:
+        self._interventions = [iv for iv in self._interventions if iv is not intervention]
+
+    def clear(self) -> None:
+        """Drop every intervention (captures are kept)."""
+        self._interventions = []
+
+    # ------------------------------------------------------------------ context management
+    def __enter__(self) -> "AttentionTap":
+        if self._active:
+            raise RuntimeError("this AttentionTap is already active")
+        self._hooks_before = _hook_counts(self.model)
+        try:
+            self._install()
+        except BaseException:
+            self._uninstall()
+            raise
+        self._active = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._uninstall()
+        self._active = False
+
+    def _install(self) -> None:
+        model = self.model
+        self._names = {}
+        for name, module in model.named_modules():
+            self._names.setdefault(module, name)
+        if any(m in hf._ACTIVE for m in self._names):
+            raise RuntimeError("another AttentionTap is already active on this model")
+        route = self._choose_route()
+        self.route = route
+        top_pre = model.register_forward_pre_hook(self._on_model_start, with_kwargs=True)
+        top_post = model.register_forward_hook(self._on_model_end, always_call=True)
+        self._handles += [top_pre, top_post]
+        if route == "interface":
+            hf.register()
+            for cfg in _configs(model):
+                self._saved_impl.append((cfg, cfg.__dict__.get("_attn_implementation_internal")))
+                cfg.__dict__["_attn_implementation_internal"] = hf.IMPLEMENTATION
+            for module in self._names:
+                hf._ACTIVE[module] = self._on_attention
+            self._attention_modules = list(self._names)
+        elif route == "module":
+            for module in self._attention_modules:
+                self._handles.append(module.register_forward_hook(self._on_module_output, with_kwargs=True))
+        else:  # dropout
+            for module in self._attention_modules:
+                self._handles.append(module.register_forward_hook(self._on_dropout_output, with_kwargs=True))
+
+    def _uninstall(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        for module in list(self._names):
+            if hf._ACTIVE.get(module) == self._on_attention:
+                del hf._ACTIVE[module]
+        for cfg, value in reversed(self._saved_impl):
+            cfg.__dict__["_attn_implementation_internal"] = value
+        self._saved_impl = []
+        self._depth = 0
+        self._model_key_mask = None
+
+    def _choose_route(self) -> str:
+        model = self.model
+        requested = self._requested_route
+        if self._module_names is not None:
+            if requested not in ("auto", "module"):
+                raise ValueError("modules=... uses the module route; route must be 'auto' or 'module'")
+            mods = []
+            for name in self._module_names:
+                try:
+                    mods.append(model.get_submodule(name))
+                except AttributeError as exc:
+                    raise ValueError(f"modules: the model has no submodule named {name!r}") from exc
+            self._attention_modules = mods
+            return "module"
+        softmaxes = [m for m in model.modules() if isinstance(m, AttentionSoftmax)]
+        if requested in ("auto", "module") and softmaxes:
+            self._attention_modules = softmaxes
+            return "module"
+        if requested == "module":
+            raise AttentionUnreachableError(
+                "model: route='module' needs attnfaith.nn.AttentionSoftmax modules in the model or modules=[...]"
+            )
+        can_interface = bool(getattr(model, "_can_set_attn_implementation", lambda: False)()) and bool(
+            _configs(model)
+        )
+        if requested in ("auto", "interface") and can_interface:
+            return "interface"
+        if requested == "interface":
+            raise AttentionUnreachableError(
+                f"model: {type(model).__name__} does not route attention through transformers' AttentionInterface"
+            )
+        dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout) or type(m).__name__.endswith("Dropout")]
+        if not dropouts:
+            raise AttentionUnreachableError(
+                f"model: no attention the tap can reach in {type(model).__name__}: it does not use transformers' "
+                "AttentionInterface, has no attnfaith.nn.AttentionSoftmax and no dropout module on attention "
+                "probabilities; use attnfaith.nn.AttentionSoftmax in the model or pass modules=[...] naming the "
+                "module whose output is the attention distribution"
+            )
+        self._attention_modules = dropouts
+        return "dropout"
+
+    # ------------------------------------------------------------------ forward bookkeeping
+    def _reset_forward(self) -> None:
+        self._call_index = 0
+        self._calls_per_module: dict[nn.Module, int] = {}
+        self._seen: list[AttentionLayer] = []
+        self._captured: dict[int, torch.Tensor] = {}
+        self._confirmed_now: set[nn.Module] = set()
+
+    def _on_model_start(self, module, args, kwargs):
+        if self._depth == 0:
+            self._reset_forward()
+            mask = kwargs.get("attention_mask")
+            if mask is None and len(args) > 1 and isinstance(args[1], torch.Tensor):
+                mask = args[1]
+            self._model_key_mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+        self._depth += 1
+        return None
+
+    def _on_model_end(self, module, args, output):
+        self._depth = max(self._depth - 1, 0)
+        if self._depth == 0:
+            self._finish_forward()
+        return None
+
+    def _finish_forward(self) -> None:
+        if not self._seen:
+            raise AttentionUnreachableError(
+                f"model: the forward of {type(self.model).__name__} ran no attention the tap can reach "
+                f"(route {self.route!r}); use attnfaith.nn.AttentionSoftmax in the model or pass modules=[...]"
+            )
+        if self.route == "dropout" and self._dropout_confirmed is None:
+            self._dropout_confirmed = {m for m in self._attention_modules if m in self._confirmed_now}
+        layers = tuple(self._seen)
+        self._layers = layers
+        _LAYER_CACHE[self.model] = layers
+
+    def begin_partial_forward(self, first_layer: int) -> None:
+        """Number the next attention calls from ``first_layer`` (for running only the upper layers of a model)."""
+        self._reset_forward()
+        self._call_index = first_layer
+        self._depth = 1  # suppress the top-level reset/finish until end_partial_forward
+
+    def end_partial_forward(self) -> None:
+        self._depth = 0
+
+    # ------------------------------------------------------------------ the per-layer callback
+    def _on_attention(self, module: nn.Module, probs: torch.Tensor, allowed: torch.Tensor, causal: bool) -> torch.Tensor:
+        index = self._call_index
+        self._call_index += 1
+        count = self._calls_per_module.get(module, 0)
+        self._calls_per_module[module] = count + 1
+        name = self._names.get(module, type(module).__name__)
+        if count:
+            name = f"{name}#{count}"
+        lname = name.lower()
+        cross = bool(getattr(module, "is_cross_attention", False)) or any(m in lname for m in _CROSS_MARKERS)
+        self._seen.append(
+            AttentionLayer(index, name, "cross" if cross else "self", bool(causal) and not cross, self.route or "",
+                           probs.shape[1])
+        )
+        n = len(self._layers) if self._layers else None
+        if self._interventions:
+            probs = apply_interventions(probs, allowed, self._interventions, index, n, causal=causal)
+        if self.detach or (self.keep_grad and torch.is_grad_enabled() and not probs.requires_grad):
+            # a leaf: either the gradient must not flow through attention (detach), or nothing upstream requires
+            # grad (frozen parameters) and keep_grad still asks for d output / d attention
+            probs = probs.detach()
+            if self.keep_grad and torch.is_grad_enabled():
+                probs.requires_grad_(True)
+        if self._wants(index, n):
+            self._captured[index] = probs if self.keep_grad else probs.detach()
+        return probs
+
+    def _wants(self, index: int, n: int | None) -> bool:
+        if self.capture is None:
+            return False
+        if self.capture == "all":
+            return True
+        for c in self.capture:
+            if c == index or (c < 0 and (n is None or c + n == index)):
+                return True
+        return False
+
+    def _key_allowed(self, shape4: torch.Size, device) -> torch.Tensor:
+        B, _, Tq, Tk = shape4
+        mask = self._model_key_mask
+        if mask is not None and mask.shape[0] == B and mask.shape[1] == Tk:
+            return mask.to(device=device, dtype=torch.bool)[:, None, None, :]
+        return torch.ones(1, 1, 1, Tk, dtype=torch.bool, device=device)
+
+    def _on_module_output(self, module, args, kwargs, output):
+        if not isinstance(output, torch.Tensor) or output.dim() < 2:
+            raise TypeError(
+                f"modules: {self._names.get(module, module)!r} must output an attention tensor [B, Tk], [B, Tq, Tk] "
+                f"or [B, H, Tq, Tk]; got {type(output).__name__}"
+            )
+        shape = output.shape
+        p4 = _as4d(output)
+        if isinstance(module, AttentionSoftmax):
+            scores = args[0] if args else kwargs["scores"]
+            mask = args[1] if len(args) > 1 else kwargs.get("mask")
+            allowed = _as4d(module.allowed(scores, mask))
+            causal = module.causal
+        else:
+            allowed = self._key_allowed(p4.shape, p4.device)
+            causal = bool(getattr(module, "is_causal", False))
+        new = self._on_attention(module, p4, allowed, causal)
+        return new.reshape(shape)
+
+    def _on_dropout_output(self, module, args, kwargs, output):
+        x = args[0] if args else kwargs.get("input")
+        if self._dropout_confirmed is not None:
+            if module not in self._dropout_confirmed:
+                return None
+        else:
+            if not _looks_like_attention(x):
+                return None
+            self._confirmed_now.add(module)
+        allowed = self._key_allowed(x.shape, x.device)
+        # in eval mode the dropout is the identity; in training keep its random mask on the intervened weights
+        new = self._on_attention(module, x, allowed, False)
+        if module.training and getattr(module, "p", 0) and new is not x:
+            return nn.functional.dropout(new, p=module.p, training=True)
+        return new if new is not x else None
+
+
+def _as4d(t: torch.Tensor) -> torch.Tensor:
+    if t.dim() == 2:
+        return t[:, None, None, :]
+    if t.dim() == 3:
+        return t[:, None, :, :]
+    return t
+
+
+def _looks_like_attention(x) -> bool:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
+        return False
+    with torch.no_grad():
+        s = x.sum(dim=-1)
+        return bool(((s - 1).abs() < 1e-3).logical_or(s.abs() < 1e-6).all() and (x >= 0).all())
+
+
+def _is_int_sequence(x) -> bool:
+    try:
+        return all(isinstance(i, int) and not isinstance(i, bool) for i in x)
+    except TypeError:
+        return False

@@ -1,0 +1,568 @@
+"""Reading labelled text tables and turning them into tensors for the reference models or a HuggingFace tokenizer.
+
+* :func:`read_table` reads CSV / TSV / JSONL into a :class:`TextDataset` (texts, integer labels, optional split);
+* :class:`Vocabulary` is the word-level vocabulary of Jain & Wallace's models (``<pad>``=0, ``<unk>``=1,
+  ``<sos>``=2, ``<eos>``=3; every sentence gets ``<sos>`` ... ``<eos>``);
+* :func:`encode_for_hf` tokenizes for a HuggingFace model (with the special-tokens mask);
+* :func:`sst_min_length_filter` is Jain & Wallace's SST filter (sentences of at least 6 tokens);
+* :func:`data_dir` finds the shared data folder (``$ATTNFAITH_DATA`` or ``../shared/data`` next to the repository).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import sys
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import torch
+
+__all__ = [
+    "TextDataset",
+    "read_table",
+    "Vocabulary",
+    "encode_for_hf",
+    "sst_min_length_filter",
+    "data_dir",
+]
+
+_INT_RE = re.compile(r"^[+-]?\d+$")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# datasets
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TextDataset:
+    """Texts with optional integer labels and split names, all aligned by index.
+
+    ``label_names[i]`` is the original value of label ``i`` when the file's labels were not integers (else None).
+    """
+
+    texts: list[str]
+    labels: list[int] | None = None
+    splits: list[str] | None = None
+    label_names: list[str] | None = None
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        self.texts = list(self.texts)
+        if self.labels is not None:
+            self.labels = [int(y) for y in self.labels]
+            if len(self.labels) != len(self.texts):
+                raise ValueError(f"{len(self.labels)} labels for {len(self.texts)} texts")
+        if self.splits is not None:
+            self.splits = [str(s) for s in self.splits]
+            if len(self.splits) != len(self.texts):
+                raise ValueError(f"{len(self.splits)} split names for {len(self.texts)} texts")
+        if self.label_names is not None:
+            self.label_names = [str(n) for n in self.label_names]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i: int) -> tuple[str, int | None]:
+        return self.texts[i], (None if self.labels is None else self.labels[i])
+
+    @property
+    def num_labels(self) -> int | None:
+        """``len(label_names)`` if known, else ``max(label) + 1`` (None without labels)."""
+        if self.label_names is not None:
+            return len(self.label_names)
+        if not self.labels:
+            return None
+        return max(self.labels) + 1
+
+    def subset(self, indices: Iterable[int]) -> "TextDataset":
+        """The rows at ``indices`` (in that order)."""
+        idx = [int(i) for i in indices]
+        return TextDataset(
+            texts=[self.texts[i] for i in idx],
+            labels=None if self.labels is None else [self.labels[i] for i in idx],
+            splits=None if self.splits is None else [self.splits[i] for i in idx],
+            label_names=None if self.label_names is None else list(self.label_names),
+            source=self.source,
+        )
+
+    def filter(self, split: str | Iterable[str]) -> "TextDataset":
+        """The rows of one split (or of any of several splits)."""
+        if self.splits is None:
+            raise ValueError("this dataset has no split column; read it with split_column=...")
+        wanted = {split} if isinstance(split, str) else set(split)
+        rows = [i for i, s in enumerate(self.splits) if s in wanted]
+        if not rows:
+            raise ValueError(f"no rows with split {sorted(wanted)}; splits present: {sorted(set(self.splits))}")
+        return self.subset(rows)
+
+
+def _detect_format(path: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        f = fmt.lower().lstrip(".")
+        aliases = {"csv": "csv", "tsv": "tsv", "tab": "tsv", "jsonl": "jsonl", "ndjson": "jsonl", "json": "json"}
+        if f not in aliases:
+            raise ValueError(f"unknown format {fmt!r}; use one of csv, tsv, jsonl, json")
+        return aliases[f]
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".tsv", ".tab"):
+        return "tsv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json":
+        return "json"
+    raise ValueError(f"cannot tell the format of {path} from its extension; pass format='csv'|'tsv'|'jsonl'")
+
+
+def _raise_missing_column(column: str, role: str, available: Sequence[str], path: Path, where: str = "") -> None:
+    raise ValueError(
+        f"{path}{where}: {role} column {column!r} not found; available columns: {', '.join(map(repr, available))}"
+    )
+
+
+def _read_delimited(path: Path, delimiter: str, quoting: int, columns: list[tuple[str, str]]):
+    """Yield ``(line_number, {column: value})``. ``columns`` is ``[(name, role), ...]``."""
+    limit = min(sys.maxsize, 2**31 - 1)
+    if csv.field_size_limit() < limit:
+        csv.field_size_limit(limit)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=delimiter, quoting=quoting, strict=True)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ValueError(f"{path}: the file is empty (a header row is needed)") from None
+        except csv.Error as e:
+            raise ValueError(f"{path}:{reader.line_num}: cannot parse the header: {e}") from None
+        header = [h.strip() for h in header]
+        index = {}
+        for name, role in columns:
+            if name not in header:
+                _raise_missing_column(name, role, header, path)
+            index[name] = header.index(name)
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise ValueError(f"{path}:{reader.line_num}: cannot parse the row: {e}") from None
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line
+            if len(row) != len(header):
+                raise ValueError(
+                    f"{path}:{reader.line_num}: expected {len(header)} fields ({', '.join(header)}), "
+                    f"got {len(row)}"
+                    + (" (a TSV cell with a tab or newline?)" if delimiter == "\t" else " (unbalanced quotes?)")
+                )
+            yield reader.line_num, {name: row[i] for name, i in index.items()}
+
+
+def _read_json_records(path: Path, fmt: str, columns: list[tuple[str, str]]):
+    def check(obj, where):
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}{where}: expected a JSON object, got {type(obj).__name__}")
+        out = {}
+        for name, role in columns:
+            if name not in obj:
+                _raise_missing_column(name, role, list(obj), path, where)
+            out[name] = obj[name]
+        return out
+
+    with open(path, encoding="utf-8-sig") as f:
+        if fmt == "json":
+            head = f.read(1)
+            while head and head.isspace():
+                head = f.read(1)
+            f.seek(0)
+            if head == "[":
+                try:
+                    records = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{e.lineno}: cannot parse JSON: {e.msg}") from None
+                for i, obj in enumerate(records):
+                    yield i + 1, check(obj, f" (record {i})")
+                return
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: cannot parse JSON: {e.msg}") from None
+            yield lineno, check(obj, f":{lineno}")
+
+
+def _as_int_label(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _INT_RE.match(value.strip()):
+        return int(value.strip())
+    return None
+
+
+def read_table(
+    path: str | os.PathLike,
+    text_column: str = "text",
+    label_column: str | None = "label",
+    split_column: str | None = None,
+    split: str | Iterable[str] | None = None,
+    *,
+    format: str | None = None,
+    label_names: Sequence[str] | None = None,
+) -> TextDataset:
+    """Read a CSV, TSV or JSONL table of texts and labels.
+
+    The format comes from the extension (``.csv``, ``.tsv``/``.tab``, ``.jsonl``/``.ndjson``, ``.json`` = a JSON
+    list or JSONL) or from ``format=``. CSV and TSV need a header row. TSV is read with quoting disabled
+    (``csv.QUOTE_NONE``), because GLUE's SST-2 has literal quote characters in its sentences.
+
+    Labels: if every label is an integer (``1``, ``"1"``, ``1.0``) they are kept as they are and ``label_names`` is
+    None; otherwise the distinct values are sorted (as strings) and numbered 0, 1, ... and ``label_names`` keeps the
+    originals. Pass ``label_names=`` to fix the mapping yourself (so that separate files agree); a label not in it
+    raises ``ValueError``. The mapping is computed on the whole file, before ``split`` is applied, so splits of one
+    file always agree. ``label_column=None`` reads unlabelled text.
+
+    ``split`` keeps only rows whose ``split_column`` value is ``split`` (or one of several). If ``split`` is given
+    without ``split_column``, a column named ``split`` or ``exp_split`` (Jain & Wallace's SST file) is used.
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message has the path).
+        ValueError: a column is missing (named, with the available ones listed), or a line cannot be parsed (path and
+            line number), or a label/text is empty.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {p}" if not p.exists() else f"not a file: {p}")
+    fmt = _detect_format(p, format)
+
+    if split is not None and split_column is None:
+        split_column = "__auto_split__"
+    columns: list[tuple[str, str]] = [(text_column, "text")]
+    if label_column is not None:
+        columns.append((label_column, "label"))
+
+    def resolve_auto(available: Sequence[str]) -> str:
+        for cand in ("split", "exp_split"):
+            if cand in available:
+                return cand
+        raise ValueError(
+            f"{p}: split={split!r} given without split_column and no 'split'/'exp_split' column; "
+            f"available columns: {', '.join(map(repr, available))}"
+        )
+
+    if split_column == "__auto_split__":
+        # peek at the columns to pick the split column
+        if fmt in ("csv", "tsv"):
+            with open(p, newline="", encoding="utf-8-sig") as f:
+                quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+                header = next(csv.reader(f, delimiter="\t" if fmt == "tsv" else ",", quoting=quoting), [])
+            split_column = resolve_auto([h.strip() for h in header])
+        else:
+            split_column = resolve_auto(_first_json_keys(p, fmt))
+    if split_column is not None:
+        columns.append((split_column, "split"))
+
+    if fmt == "csv":
+        rows = _read_delimited(p, ",", csv.QUOTE_MINIMAL, columns)
+    elif fmt == "tsv":
+        rows = _read_delimited(p, "\t", csv.QUOTE_NONE, columns)
+    else:
+        rows = _read_json_records(p, fmt, columns)
+
+    texts: list[str] = []
+    raw_labels: list = []
+    splits: list[str] = []
+    label_lines: list[int] = []
+    for lineno, rec in rows:
+        text = rec[text_column]
+        if text is None:
+            raise ValueError(f"{p}:{lineno}: empty text in column {text_column!r}")
+        texts.append(text if isinstance(text, str) else str(text))
+        if label_column is not None:
+            lab = rec[label_column]
+            if lab is None or (isinstance(lab, str) and not lab.strip()):
+                raise ValueError(f"{p}:{lineno}: empty label in column {label_column!r}")
+            raw_labels.append(lab.strip() if isinstance(lab, str) else lab)
+            label_lines.append(lineno)
+        if split_column is not None:
+            splits.append(str(rec[split_column]).strip())
+
+    labels: list[int] | None = None
+    names: list[str] | None = None
+    if label_column is not None:
+        if label_names is not None:
+            names = [str(n) for n in label_names]
+            lookup = {n: i for i, n in enumerate(names)}
+            labels = []
+            for lab, ln in zip(raw_labels, label_lines):
+                key = str(lab)
+                if key not in lookup:
+                    raise ValueError(f"{p}:{ln}: label {lab!r} is not one of label_names {names}")
+                labels.append(lookup[key])
+        else:
+            as_int = [_as_int_label(v) for v in raw_labels]
+            if all(v is not None for v in as_int):
+                labels = as_int  # type: ignore[assignment]
+            else:
+                names = sorted({str(v) for v in raw_labels})
+                lookup = {n: i for i, n in enumerate(names)}
+                labels = [lookup[str(v)] for v in raw_labels]
+
+    ds = TextDataset(
+        texts=texts, labels=labels, splits=splits if split_column is not None else None, label_names=names,
+        source=str(p),
+    )
+    if split is not None:
+        ds = ds.filter(split)
+    return ds
+
+
+def _first_json_keys(path: Path, fmt: str) -> list[str]:
+    with open(path, encoding="utf-8-sig") as f:
+        if fmt == "json":
+            text = f.read()
+            if text.lstrip().startswith("["):
+                data = json.loads(text)
+                return list(data[0]) if data and isinstance(data[0], dict) else []
+            lines = text.splitlines()
+        else:
+            lines = f
+        for line in lines:
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    return []
+                return list(obj) if isinstance(obj, dict) else []
+    return []
+
+
+def sst_min_length_filter(dataset: TextDataset, min_tokens: int = 6) -> TextDataset:
+    """Keep the texts with at least ``min_tokens`` whitespace tokens (Jain & Wallace's SST filter).
+
+    JW's ``Dataset(..., min_length=5)`` / ``filterbylength`` keeps sentences with more than 5 real tokens, i.e. at
+    least 6 (on ``sst_dataset.csv``: 6,356 / 822 / 1,726 of 6,920 / 872 / 1,821 rows for train / dev / test).
+    """
+    keep = [i for i, t in enumerate(dataset.texts) if len(t.split()) >= min_tokens]
+    return dataset.subset(keep)
+
+
+def data_dir() -> Path | None:
+    """The shared data folder: ``$ATTNFAITH_DATA`` if set, else ``../shared/data`` next to the repository.
+
+    Returns None when the folder does not exist (tests and benchmarks then skip); a set but missing
+    ``$ATTNFAITH_DATA`` also warns.
+    """
+    env = os.environ.get("ATTNFAITH_DATA")
+    if env:
+        p = Path(env).expanduser()
+        if p.is_dir():
+            return p.resolve()
+        warnings.warn(f"ATTNFAITH_DATA={env!r} is not a directory; no data folder", stacklevel=2)
+        return None
+    repo = Path(__file__).resolve().parent.parent
+    for cand in (repo.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"):
+        if cand.is_dir():
+            return cand.resolve()
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# vocabulary
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class Vocabulary:
+    """Word-level vocabulary for the reference models (whitespace tokens, optional lowercasing).
+
+    Ids 0..3 are ``<pad>``, ``<unk>``, ``<sos>``, ``<eos>`` (as in Jain & Wallace's vectorizer); words follow,
+    most frequent first (ties alphabetical). :meth:`encode` wraps every text in ``<sos>`` ... ``<eos>`` and right-pads
+    with ``<pad>``; :attr:`special_token_ids` = ``(pad, sos, eos)`` are the ids the reference models never attend to
+    (``<unk>`` is a real word position and is attended).
+    """
+
+    PAD, UNK, SOS, EOS = "<pad>", "<unk>", "<sos>", "<eos>"
+    SPECIALS = (PAD, UNK, SOS, EOS)
+    pad_token_id, unk_token_id, sos_token_id, eos_token_id = 0, 1, 2, 3
+
+    def __init__(self, words: Iterable[str] = (), lowercase: bool = False) -> None:
+        self.lowercase = bool(lowercase)
+        self.itos: list[str] = list(self.SPECIALS)
+        self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
+        for w in words:
+            if w not in self.stoi:
+                self.stoi[w] = len(self.itos)
+                self.itos.append(w)
+
+    @classmethod
+    def build(
+        cls,
+        texts: Iterable[str],
+        min_count: int = 1,
+        max_size: int | None = None,
+        lowercase: bool = False,
+    ) -> "Vocabulary":
+        """Vocabulary of the words occurring at least ``min_count`` times; at most ``max_size`` words (specials
+        not counted), most frequent first."""
+        vocab = cls(lowercase=lowercase)
+        counts = Counter(tok for t in texts for tok in vocab.tokenize(t))
+        for s in cls.SPECIALS:
+            counts.pop(s, None)
+        words = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+        if max_size is not None:
+            words = words[: max(0, int(max_size))]
+        return cls(words, lowercase=lowercase)
+
+    def tokenize(self, text: str) -> list[str]:
+        return (text.lower() if self.lowercase else text).split()
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def __repr__(self) -> str:
+        return f"Vocabulary(size={len(self)}, lowercase={self.lowercase})"
+
+    @property
+    def special_token_ids(self) -> tuple[int, ...]:
+        """Ids never attended by the reference models: ``(<pad>, <sos>, <eos>)`` = ``(0, 2, 3)``."""
+        return (self.pad_token_id, self.sos_token_id, self.eos_token_id)
+
+    def token_to_id(self, token: str) -> int:
+        return self.stoi.get(token, self.unk_token_id)
+
+    def id_to_token(self, i: int) -> str:
+        return self.itos[int(i)]
+
+    def encode_ids(self, text: str, add_special: bool = True) -> list[int]:
+        ids = [self.token_to_id(t) for t in self.tokenize(text)]
+        return [self.sos_token_id, *ids, self.eos_token_id] if add_special else ids
+
+    def encode(
+        self, texts: str | Sequence[str], add_special: bool = True, max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``dict(input_ids=LongTensor[B, T], attention_mask=LongTensor[B, T])``, right-padded with ``<pad>``.
+
+        ``max_length`` caps the length including ``<sos>``/``<eos>`` (words are cut from the end; ``<eos>`` stays).
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        rows = []
+        for t in texts:
+            ids = self.encode_ids(t, add_special=False)
+            if max_length is not None:
+                room = max_length - (2 if add_special else 0)
+                if room < 0:
+                    raise ValueError(f"max_length={max_length} leaves no room for <sos> and <eos>")
+                ids = ids[:room]
+            rows.append([self.sos_token_id, *ids, self.eos_token_id] if add_special else ids)
+        width = max([len(r) for r in rows] + [1])
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+                attention_mask[i, : len(r)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def encode_dataset(
+        self, dataset: TextDataset, add_special: bool = True, max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`encode` of ``dataset.texts`` plus ``labels`` (LongTensor[B]) when the dataset has labels; the
+        result can be passed to :func:`attnfaith.train.train_classifier` directly."""
+        enc = self.encode(dataset.texts, add_special=add_special, max_length=max_length)
+        if dataset.labels is not None:
+            enc["labels"] = torch.tensor(dataset.labels, dtype=torch.long)
+        return enc
+
+    def tokens(self, ids) -> list[str] | list[list[str]]:
+        """The token string at every position (specials and padding included, aligned with ``ids``)."""
+        t = torch.as_tensor(ids)
+        if t.dim() == 2:
+            return [[self.itos[int(i)] for i in row] for row in t]
+        return [self.itos[int(i)] for i in t.reshape(-1)]
+
+    def decode(self, ids, skip_special: bool = True) -> str | list[str]:
+        """Text of a row of ids (``str``) or of a batch (``list[str]``); ``skip_special`` drops pad/sos/eos."""
+        t = torch.as_tensor(ids)
+        if t.dim() == 2:
+            return [self.decode(row, skip_special=skip_special) for row in t]
+        skip = set(self.special_token_ids) if skip_special else set()
+        return " ".join(self.itos[int(i)] for i in t.reshape(-1) if int(i) not in skip)
+
+    def embedding_matrix(
+        self, vectors: Mapping[str, Sequence[float]], dim: int | None = None, seed: int = 0
+    ) -> torch.Tensor:
+        """``[len(self), dim]`` initial embeddings: ``vectors[word]`` where known, N(0, 1) elsewhere (as JW), zeros
+        for ``<pad>``. Returns the matrix; how many words were found is in ``self.last_embedding_coverage``."""
+        if dim is None:
+            first = next(iter(vectors.values()), None)
+            if first is None:
+                raise ValueError("vectors is empty and dim is not given")
+            dim = len(first)
+        g = torch.Generator().manual_seed(seed)
+        out = torch.randn(len(self), dim, generator=g)
+        found = 0
+        for i, w in enumerate(self.itos):
+            v = vectors.get(w)
+            if v is not None:
+                out[i] = torch.as_tensor(v, dtype=torch.float32)
+                found += 1
+        out[self.pad_token_id] = 0.0
+        self.last_embedding_coverage = found / max(1, len(self) - len(self.SPECIALS))
+        return out
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the vocabulary as JSON (``{"format": "attnfaith.Vocabulary", "tokens": [...], ...}``)."""
+        payload = {"format": "attnfaith.Vocabulary", "version": 1, "lowercase": self.lowercase, "tokens": self.itos}
+        Path(path).write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Vocabulary":
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"no such file: {p}")
+        try:
+            payload = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}:{e.lineno}: not a vocabulary JSON file: {e.msg}") from None
+        if not isinstance(payload, dict) or payload.get("format") != "attnfaith.Vocabulary":
+            raise ValueError(f"{p}: not an attnfaith.Vocabulary file")
+        tokens = payload["tokens"]
+        if tuple(tokens[: len(cls.SPECIALS)]) != cls.SPECIALS:
+            raise ValueError(f"{p}: the first tokens must be {cls.SPECIALS}")
+        return cls(tokens[len(cls.SPECIALS) :], lowercase=bool(payload.get("lowercase", False)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HuggingFace
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def encode_for_hf(tokenizer, texts: str | Sequence[str], max_length: int = 128):
+    """Tokenize for a HuggingFace model: padded to the longest text, truncated to ``max_length``, PyTorch tensors,
+    with ``special_tokens_mask`` (1 on [CLS]/[SEP]/padding-like specials) so metrics can leave specials out."""
+    if isinstance(texts, str):
+        texts = [texts]
+    return tokenizer(
+        list(texts),
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+        return_special_tokens_mask=True,
+    )

@@ -1,0 +1,93 @@
+"""The batching engine every evaluator runs its variants through.
+
+An evaluation turns each example into many *variants* (a permutation of its attention, the input with the top-k
+items erased, ...). The engine runs ``n`` variants through the model in chunks of at most ``chunk`` variants and
+concatenates the outputs, so that the work is a few large forwards rather than one forward per variant. Nothing
+here synchronises with the host per variant, and nothing ties it to the CPU.
+
+``max_examples_per_batch`` (Captum's name) is the number of variants in one forward. When it is None, the chunk is
+chosen from ``memory_budget`` (bytes; default: 2 GiB on CPU, a quarter of the free memory on CUDA) and an estimate
+of the activation memory of one variant.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["VariantRunner", "default_memory_budget", "bytes_per_variant"]
+
+_GIB = 1 << 30
+
+
+def default_memory_budget(device: torch.device | str) -> int:
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.25)
+    return 2 * _GIB
+
+
+def _model_dims(model: nn.Module) -> tuple[int, int, int]:
+    """(hidden size, number of layers, number of heads), from the config or guessed from the parameters."""
+    config = getattr(model, "config", None)
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model", None) or getattr(config, "n_embd", None)
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or getattr(config, "num_layers", None)
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or getattr(config, "num_heads", None)
+    if hidden is None:
+        widths = [p.shape[-1] for p in model.parameters() if p.dim() == 2]
+        hidden = max(widths) if widths else 256
+    return int(hidden), int(layers or 2), int(heads or 1)
+
+
+def bytes_per_variant(model: nn.Module, seq_len: int, dtype_bytes: int = 4) -> int:
+    """A generous estimate of the peak activation memory of one variant of length ``seq_len`` in inference mode:
+    the widest live tensors of one layer (the FFN's 4·hidden, q/k/v, scores and probabilities) plus the residual
+    stream, times a safety factor of 2."""
+    hidden, _, heads = _model_dims(model)
+    per_layer = seq_len * hidden * 10 + 3 * heads * seq_len * seq_len
+    return int(2 * per_layer * dtype_bytes) + 1
+
+
+class VariantRunner:
+    """Run ``n`` variants in chunks: ``runner.run(n, fn)`` calls ``fn(start, stop)`` for consecutive slices and
+    concatenates what it returns along the first axis.
+
+    Args:
+        model: the model (used for the memory estimate).
+        max_examples_per_batch: variants per forward; None → from ``memory_budget``.
+        memory_budget: bytes of activation memory one forward may use (see module docstring).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        max_examples_per_batch: int | None = None,
+        memory_budget: int | None = None,
+    ) -> None:
+        if max_examples_per_batch is not None:
+            if isinstance(max_examples_per_batch, bool) or not isinstance(max_examples_per_batch, int):
+                raise TypeError("max_examples_per_batch must be a positive int or None")
+            if max_examples_per_batch < 1:
+                raise ValueError(f"max_examples_per_batch must be >= 1, got {max_examples_per_batch}")
+        if memory_budget is not None and (not isinstance(memory_budget, (int, float)) or memory_budget <= 0):
+            raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+        self.model = model
+        self.max_examples_per_batch = max_examples_per_batch
+        self.memory_budget = memory_budget
+
+    def chunk_size(self, seq_len: int, device: torch.device | str = "cpu") -> int:
+        if self.max_examples_per_batch is not None:
+            return self.max_examples_per_batch
+        budget = self.memory_budget if self.memory_budget is not None else default_memory_budget(device)
+        return max(1, min(4096, int(budget // bytes_per_variant(self.model, seq_len))))
+
+    def run(self, n: int, fn: Callable[[int, int], torch.Tensor], *, seq_len: int, device="cpu") -> torch.Tensor:
+        chunk = self.chunk_size(seq_len, device)
+        outs = [fn(start, min(start + chunk, n)) for start in range(0, n, chunk)]
+        if not outs:
+            raise ValueError("no variants to run")
+        return torch.cat(outs, dim=0)

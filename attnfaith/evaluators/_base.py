@@ -1,0 +1,115 @@
+"""What every evaluator shares: the model, the batching engine, input normalisation and attribution resolution."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from attnfaith._inputs import Batch, call_model, prepare_batch
+from attnfaith.engine import VariantRunner
+
+__all__ = ["Evaluator", "attribution_scores"]
+
+
+class Evaluator:
+    """Base class of the faithfulness evaluators.
+
+    Args:
+        model: a HuggingFace model or a custom model the tap reaches (see :class:`attnfaith.AttentionTap`).
+        max_examples_per_batch: variants per forward (Captum's name); None chooses it from ``memory_budget``.
+        memory_budget: bytes of activation memory one forward may use (default: 2 GiB on CPU, a quarter of the
+            free memory on CUDA).
+        progress: show a tqdm progress bar.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        max_examples_per_batch: int | None = None,
+        memory_budget: int | None = None,
+        progress: bool = False,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.runner = VariantRunner(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
+        self.progress = bool(progress)
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.model.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def prepare(
+        self,
+        inputs: Any,
+        additional_forward_args: Any = None,
+        *,
+        mask: torch.Tensor | None = None,
+        tokenizer: Any = None,
+        special_ids: Iterable[int] | None = None,
+    ) -> Batch:
+        return prepare_batch(
+            self.model, inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids,
+            device=self.device,
+        )
+
+    def runner_for(self, max_examples_per_batch: int | None) -> VariantRunner:
+        """The engine for one call: the constructor's unless the call overrides ``max_examples_per_batch``."""
+        if max_examples_per_batch is None:
+            return self.runner
+        return VariantRunner(self.model, max_examples_per_batch=max_examples_per_batch,
+                             memory_budget=self.runner.memory_budget)
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        return call_model(self.model, batch)
+
+
+def attribution_scores(attributions: Any, model: nn.Module, batch: Batch, target: torch.Tensor,
+                       name: str = "attributions") -> torch.Tensor:
+    """Scores ``[B, T]`` from a tensor or an object with Captum's ``.attribute``, validated.
+
+    * a tensor ``[B, T]`` is used as given;
+    * an attnfaith attribution (``attribute_batch``) runs on the normalised batch;
+    * any other object with ``.attribute`` (a Captum ``Attribution`` such as ``LayerIntegratedGradients``,
+      ``Saliency``, ``FeatureAblation``, ``Lime``) is called Captum's way:
+      ``attribute(input_ids, target=target, additional_forward_args=(attention_mask, ...))``; a trailing hidden axis
+      (``[B, T, D]``, as attributions to embeddings are) is summed.
+
+    ``ValueError`` naming ``name`` for a wrong shape or NaN/inf at a scored position.
+    """
+    if isinstance(attributions, torch.Tensor):
+        scores = attributions
+    elif hasattr(attributions, "attribute_batch"):
+        scores = attributions.attribute_batch(batch, target)
+    elif hasattr(attributions, "attribute"):
+        extra = tuple(batch.token_args.values()) + tuple(batch.row_args.values())
+        scores = attributions.attribute(batch.input_ids, target=target,
+                                        additional_forward_args=(batch.attention_mask,) + extra)
+        if isinstance(scores, tuple):
+            scores = scores[0]
+    else:
+        raise TypeError(
+            f"{name} must be a [B, T] tensor, an object with Captum's .attribute, or a known method name; got "
+            f"{type(attributions).__name__}"
+        )
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"{name}: the attribution returned {type(scores).__name__}, expected a tensor")
+    scores = scores.detach()
+    if scores.dim() == 3 and scores.shape[:2] == batch.input_ids.shape:
+        scores = scores.sum(dim=-1)
+    if scores.dim() == 1 and batch.size == 1:
+        scores = scores[None]
+    if tuple(scores.shape) != tuple(batch.input_ids.shape):
+        raise ValueError(
+            f"{name} has shape {tuple(scores.shape)} but the inputs are {tuple(batch.input_ids.shape)} "
+            "(one score per token expected)"
+        )
+    scores = scores.to(device=batch.device, dtype=torch.float32 if not scores.is_floating_point() else scores.dtype)
+    if not torch.isfinite(scores[batch.items]).all():
+        raise ValueError(f"{name} contains NaN or inf at scored positions")
+    return scores

@@ -1,0 +1,28 @@
+"""Pure functional faithfulness metrics (torch in, torch out).
+
+Batched over a leading batch axis, masked, device-agnostic:
+
+* :func:`kendall_tau` — masked Kendall tau-b with scipy's asymptotic p-value
+  (Jain & Wallace, 2019).
+* :func:`tvd`, :func:`jsd`, :func:`kl_div`, :func:`js_from_logits` — distances
+  between (attention / output) distributions, in nats (Jain & Wallace, 2019;
+  Serrano & Smith, 2019).
+* :func:`descending_order`, :func:`topk_mask`, :func:`random_scores` — rankings
+  of positions by score with padding masks (Serrano & Smith, 2019).
+"""
+
+from .divergence import js_from_logits, jsd, kl_div, tvd
+from .kendall import kendall_tau
+from .ranking import DescendingOrder, descending_order, random_scores, topk_mask
+
+__all__ = [
+    "kendall_tau",
+    "tvd",
+    "jsd",
+    "kl_div",
+    "js_from_logits",
+    "DescendingOrder",
+    "descending_order",
+    "topk_mask",
+    "random_scores",
+]
