@@ -160,6 +160,7 @@ class AttentionTap:
         self._dropout_confirmed: set[nn.Module] | None = None
         self._model_key_mask: torch.Tensor | None = None
         self._depth = 0
+        self._partial_index: dict[str, int] | None = None
         self._reset_forward()
         self._layers: tuple[AttentionLayer, ...] = known_layers(model) or ()
 
@@ -311,6 +312,7 @@ class AttentionTap:
             cfg.__dict__["_attn_implementation_internal"] = value
         self._saved_impl = []
         self._depth = 0
+        self._partial_index: dict[str, int] | None = None
         self._model_key_mask = None
 
     def _choose_route(self) -> str:
@@ -380,6 +382,8 @@ class AttentionTap:
         return None
 
     def _finish_forward(self) -> None:
+        if self._partial_index is not None:
+            return  # a partial forward (prefix cache): the layer list stays the full forward's
         if not self._seen:
             raise AttentionUnreachableError(
                 f"model: the forward of {type(self.model).__name__} ran no attention the tap can reach "
@@ -391,24 +395,29 @@ class AttentionTap:
         self._layers = layers
         _LAYER_CACHE[self.model] = layers
 
-    def begin_partial_forward(self, first_layer: int) -> None:
-        """Number the next attention calls from ``first_layer`` (for running only the upper layers of a model)."""
-        self._reset_forward()
-        self._call_index = first_layer
-        self._depth = 1  # suppress the top-level reset/finish until end_partial_forward
+    def set_partial(self, enabled: bool) -> None:
+        """Mark the following forwards as partial: some attention layers are skipped (a prefix cache stands in for
+        the lower blocks), so each attention call is identified by its module and call count, looked up in the
+        layer list of the last complete forward, instead of by its position in the call order.
 
-    def end_partial_forward(self) -> None:
-        self._depth = 0
+        Used by :class:`attnfaith.attention.prefix.PrefixCache`; ``set_partial(False)`` returns to normal forwards.
+        """
+        if enabled and not self._layers:
+            raise RuntimeError("set_partial needs one complete forward first (the layer list is unknown)")
+        self._partial_index = {layer.name: layer.index for layer in self._layers} if enabled else None
 
     # ------------------------------------------------------------------ the per-layer callback
     def _on_attention(self, module: nn.Module, probs: torch.Tensor, allowed: torch.Tensor, causal: bool) -> torch.Tensor:
-        index = self._call_index
-        self._call_index += 1
         count = self._calls_per_module.get(module, 0)
         self._calls_per_module[module] = count + 1
         name = self._names.get(module, type(module).__name__)
         if count:
             name = f"{name}#{count}"
+        if self._partial_index is not None:
+            index = self._partial_index[name]
+        else:
+            index = self._call_index
+        self._call_index += 1
         lname = name.lower()
         cross = bool(getattr(module, "is_cross_attention", False)) or any(m in lname for m in _CROSS_MARKERS)
         self._seen.append(

@@ -122,9 +122,6 @@ class ReferenceAttentionClassifier(nn.Module):
         self.pad_token_id = int(pad_token_id)
         self.special_token_ids = tuple(int(i) for i in special_token_ids)
         self.uniform_attention = bool(uniform_attention)
-        #: when True the context uses ``alpha.detach()``: gradients do not flow through attention (JW's
-        #: ``gradient_mem`` runs with ``batch_data.detach = True``). Interventions still act on the prediction.
-        self.detach_attention = False
 
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_token_id)
         if embeddings is not None:
@@ -230,8 +227,9 @@ class ReferenceAttentionClassifier(nn.Module):
         else:
             scores = self.attention_scorer(hidden).float()
         alpha = self.attention_softmax(scores, attn_mask)
-        used = alpha.detach() if self.detach_attention else alpha
-        context = torch.bmm(used.to(hidden.dtype).unsqueeze(1), hidden).squeeze(1)
+        # the prediction depends on attention only through ``alpha``, the AttentionSoftmax output (what the tap sees;
+        # ``AttentionTap(model, detach=True)`` gives JW's gradient with attention held fixed)
+        context = torch.bmm(alpha.to(hidden.dtype).unsqueeze(1), hidden).squeeze(1)
         logits = self.classifier(self.dropout(context))
         if return_attention:
             return logits, alpha

@@ -1,0 +1,194 @@
+"""Prefix caching: run only the layers an attention intervention can change.
+
+When every intervention of an evaluation acts on attention layer ``L`` or above, the hidden states that enter the
+block holding layer ``L`` are the same for every variant of an example. :class:`PrefixCache` computes the output of
+the block before it once per example (the *prime* forward, a normal forward of the original inputs), then, during
+the variant forwards, replaces the forward of every block below with a stand-in that returns that cached output
+(indexed by the example each variant row comes from). Embeddings, mask construction and the classifier head still
+run; the skipped blocks cost nothing. Last-layer interventions then cost about one layer per variant.
+
+Generic for any model whose blocks sit in an ``nn.ModuleList`` (every HuggingFace transformer, custom models too):
+the list is found from the intervened layer's module name. It does not apply, and the caller falls back to full
+forwards, when the intervened layer is in the first block, when blocks share one module (ALBERT), or when the
+partial forward of the prime batch does not reproduce the full forward's logits (checked once, to 1e-4 relative).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from attnfaith.attention.tap import AttentionTap
+
+__all__ = ["PrefixCache"]
+
+
+def _index_rows(obj: Any, rows: torch.Tensor, batch_size: int) -> Any:
+    """Select ``rows`` along the batch axis of every tensor in ``obj`` whose first axis is the prime batch."""
+    if isinstance(obj, torch.Tensor):
+        if obj.dim() >= 1 and obj.shape[0] == batch_size:
+            return obj.index_select(0, rows)
+        return obj
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(_index_rows(o, rows, batch_size) for o in obj)
+    if isinstance(obj, list):
+        return [_index_rows(o, rows, batch_size) for o in obj]
+    if isinstance(obj, dict) and type(obj) is dict:
+        return {k: _index_rows(v, rows, batch_size) for k, v in obj.items()}
+    return obj
+
+
+class PrefixCache:
+    """Skip the blocks below the first intervened attention layer during variant forwards.
+
+    Usage (inside an active tap, after at least one complete forward so the layers are known)::
+
+        cache = PrefixCache(model, tap, first_layer=L)
+        if cache.applicable:
+            with cache:
+                logits0 = cache.prime(lambda: call_model(model, batch))   # full forward, caches the prefix
+                cache.select(rows)            # rows: LongTensor, the prime-batch row of each variant row
+                logits = call_model(model, batch.index_rows(rows))       # runs blocks >= L only
+
+    ``cache.active`` is False when the check after priming failed: forwards are then complete forwards.
+    """
+
+    def __init__(self, model: nn.Module, tap: AttentionTap, first_layer: int) -> None:
+        self.model = model
+        self.tap = tap
+        self.first_layer = first_layer
+        self.applicable = False
+        self.active = False
+        self.reason = ""
+        self._saved: list[tuple[nn.Module, Any]] = []
+        self._stubbed: list[nn.Module] = []
+        self._cached: Any = None
+        self._prime_size = 0
+        self._rows: torch.Tensor | None = None
+        self._plan()
+
+    # ---------------------------------------------------------------- planning
+    def _plan(self) -> None:
+        layers = self.tap.layers
+        if not layers:
+            self.reason = "the layers are not known yet"
+            return
+        if not 0 <= self.first_layer < len(layers):
+            self.reason = f"layer {self.first_layer} out of range"
+            return
+        target = layers[self.first_layer]
+        if "#" in target.name:
+            self.reason = "the layer's module runs several times per forward (shared weights)"
+            return
+        modules = dict(self.model.named_modules())
+        parts = target.name.split(".")
+        # the shallowest ModuleList ancestor in which the target's block has index >= 1
+        for depth in range(1, len(parts)):
+            parent_name = ".".join(parts[:depth])
+            parent = modules.get(parent_name)
+            if isinstance(parent, nn.ModuleList) and parts[depth].isdigit() and int(parts[depth]) >= 1:
+                self._plan_list(parent_name, parent, int(parts[depth]), layers)
+                return
+        self.reason = "no block list found below the intervened layer"
+
+    def _plan_list(self, list_name: str, blocks: nn.ModuleList, idx: int, layers) -> None:
+        stubbed = [blocks[i] for i in range(idx)]
+        if len({id(b) for b in blocks}) != len(blocks):
+            self.reason = "blocks share modules"
+            return
+        prefixes = [f"{list_name}.{i}." for i in range(idx)]
+        # every attention layer inside a stubbed block must come before the first intervened layer
+        for layer in layers:
+            if any(layer.name.startswith(p) for p in prefixes) and layer.index >= self.first_layer:
+                self.reason = "an intervened layer sits inside a block that would be skipped"
+                return
+        self._stubbed = stubbed
+        self._last_stub = blocks[idx - 1]
+        self.block_list = list_name
+        self.block_index = idx
+        self.applicable = True
+
+    # ---------------------------------------------------------------- context
+    def __enter__(self) -> "PrefixCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._unstub()
+        self.tap.set_partial(False)
+        self._cached = None
+        self.active = False
+
+    def _stub(self) -> None:
+        for block in self._stubbed:
+            self._saved.append((block, block.__dict__.get("forward", None)))
+            block.forward = self._stand_in  # instance attribute: shadows the class's forward
+        self.tap.set_partial(True)
+
+    def _unstub(self) -> None:
+        for block, previous in reversed(self._saved):
+            if previous is None:
+                block.__dict__.pop("forward", None)
+            else:
+                block.forward = previous
+        self._saved = []
+
+    def _stand_in(self, *args: Any, **kwargs: Any) -> Any:
+        if self._rows is None:
+            raise RuntimeError("PrefixCache.select(rows) must be called before a variant forward")
+        return _index_rows(self._cached, self._rows, self._prime_size)
+
+    # ---------------------------------------------------------------- use
+    def prime(self, forward, batch_size: int):
+        """Run ``forward()`` (a complete forward of the prime batch, ``batch_size`` rows), cache the input of the
+        first kept block, verify the partial forward reproduces the logits, and return the full forward's result.
+        """
+        captured: dict[str, Any] = {}
+
+        def grab(module, args, output):
+            captured["out"] = output
+
+        handle = self._last_stub.register_forward_hook(grab)
+        try:
+            full = forward()
+        finally:
+            handle.remove()
+        if "out" not in captured:
+            self.reason = "the block before the intervened layer did not run"
+            return full
+        self._cached = captured["out"]
+        self._prime_size = batch_size
+        self._stub()
+        try:
+            self.select(torch.arange(batch_size, device=_first_tensor(full).device))
+            partial = forward()
+        except Exception as exc:  # the model cannot run with stand-ins: fall back
+            self._unstub()
+            self.tap.set_partial(False)
+            self.reason = f"partial forward failed ({type(exc).__name__}: {exc})"
+            return full
+        a, b = _first_tensor(full), _first_tensor(partial)
+        scale = a.abs().max().clamp_min(1.0)
+        if a.shape != b.shape or not bool(((a - b).abs().max() <= 1e-4 * scale)):
+            self._unstub()
+            self.tap.set_partial(False)
+            self.reason = "the partial forward does not reproduce the full forward"
+            return full
+        self.active = True
+        return full
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Variant row ``i`` of the next forward comes from prime-batch row ``rows[i]``."""
+        self._rows = rows
+
+
+def _first_tensor(obj: Any) -> torch.Tensor:
+    if isinstance(obj, torch.Tensor):
+        return obj
+    logits = getattr(obj, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(obj, (tuple, list)):
+        return _first_tensor(obj[0])
+    raise TypeError(f"cannot find a tensor in {type(obj).__name__}")
