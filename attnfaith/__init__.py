@@ -9,6 +9,9 @@ __version__ = "0.1.0"
 
 from attnfaith.attention import AttentionLayer, AttentionTap, AttentionUnreachableError
 from attnfaith.attr import AttentionAttribution, AttentionGradient, AttentionRollout, AttentionXGradient
+from attnfaith.attr import GradientImportance, LeaveOneOut, integrated_gradients
+from attnfaith.evaluators import AdversarialAttention, KendallTau, PermutationTVD
+from attnfaith.evaluators import ErasureFlip, SingleWeightErasure, UniformAttention
 from attnfaith.nn import AttentionSoftmax
 
 __all__ = [
@@ -20,5 +23,14 @@ __all__ = [
     "AttentionRollout",
     "AttentionGradient",
     "AttentionXGradient",
+    "GradientImportance",
+    "LeaveOneOut",
+    "integrated_gradients",
+    "KendallTau",
+    "PermutationTVD",
+    "AdversarialAttention",
+    "ErasureFlip",
+    "SingleWeightErasure",
+    "UniformAttention",
     "__version__",
 ]

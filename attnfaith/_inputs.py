@@ -4,7 +4,8 @@ Two conventions are accepted everywhere ``inputs`` is:
 
 * Captum's: ``inputs`` is a LongTensor of token ids ``[B, T]`` and ``additional_forward_args`` holds the further
   positional arguments of the model's ``forward`` (for a HuggingFace model, ``(attention_mask,)`` or
-  ``(attention_mask, token_type_ids)``...). A single tensor is taken as a 1-tuple.
+  ``(attention_mask, token_type_ids)``...), key/value-cache parameters (``past_key_values``...) skipped. A single
+  tensor is taken as a 1-tuple.
 * HuggingFace's: ``inputs`` is a mapping such as a tokenizer's ``BatchEncoding`` with ``input_ids``,
   ``attention_mask`` and any further model arguments. A ``special_tokens_mask`` entry (tokenizers give it with
   ``return_special_tokens_mask=True``) says which positions are special; it is not passed to the model.
@@ -27,6 +28,10 @@ import torch
 from torch import nn
 
 __all__ = ["Batch", "prepare_batch", "logits_of", "probs_of", "resolve_target", "call_model", "special_ids_of"]
+
+# key/value-cache parameters: never what a positional ``additional_forward_args`` entry means (GPT-2's forward is
+# ``(input_ids, past_key_values, attention_mask, ...)``; its attention mask must not land in the cache slot)
+_CACHE_PARAMS = ("past_key_values", "past_key_value", "past", "layer_past", "cache_params", "mems")
 
 _SPECIAL_CONFIG_KEYS = (
     "pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id", "mask_token_id",
@@ -149,13 +154,17 @@ def logits_of(output: Any) -> torch.Tensor:
 
 
 def probs_of(logits: torch.Tensor) -> torch.Tensor:
-    """Output distribution ``[B, C]``: softmax of the logits; a single logit is a sigmoid ``[1 − σ, σ]``."""
+    """Output distribution ``[B, C]``: softmax of the logits; a single logit is a sigmoid ``[1 − σ, σ]``.
+
+    Computed in ``promote_types(logits.dtype, float32)``."""
     if logits.dim() == 1:
         logits = logits[:, None]
+    # at least float32 (half precision is upcast), float64 stays float64 (finite-difference checks need it)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     if logits.shape[-1] == 1:
-        p = torch.sigmoid(logits.float())
+        p = torch.sigmoid(logits)
         return torch.cat([1 - p, p], dim=-1)
-    return torch.softmax(logits.float(), dim=-1)
+    return torch.softmax(logits, dim=-1)
 
 
 def resolve_target(target: Any, logits: torch.Tensor) -> torch.Tensor:
@@ -267,7 +276,7 @@ def prepare_batch(
         attention_mask = None
         if additional_forward_args is not None:
             args = additional_forward_args if isinstance(additional_forward_args, tuple) else (additional_forward_args,)
-            names = _forward_param_names(model)[1:]
+            names = [n for n in _forward_param_names(model)[1:] if n not in _CACHE_PARAMS]
             if len(args) > len(names):
                 raise ValueError(
                     f"additional_forward_args has {len(args)} entries but the model's forward takes only "

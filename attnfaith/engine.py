@@ -79,13 +79,15 @@ class VariantRunner:
         self.max_examples_per_batch = max_examples_per_batch
         self.memory_budget = memory_budget
 
-    def chunk_size(self, seq_len: int, device: torch.device | str = "cpu") -> int:
+    def chunk_size(self, seq_len: int, device: torch.device | str | None = None) -> int:
         if self.max_examples_per_batch is not None:
             return self.max_examples_per_batch
+        if device is None:
+            device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
         budget = self.memory_budget if self.memory_budget is not None else default_memory_budget(device)
         return max(1, min(4096, int(budget // bytes_per_variant(self.model, seq_len))))
 
-    def run(self, n: int, fn: Callable[[int, int], torch.Tensor], *, seq_len: int, device="cpu") -> torch.Tensor:
+    def run(self, n: int, fn: Callable[[int, int], torch.Tensor], *, seq_len: int, device=None) -> torch.Tensor:
         chunk = self.chunk_size(seq_len, device)
         outs = [fn(start, min(start + chunk, n)) for start in range(0, n, chunk)]
         if not outs:

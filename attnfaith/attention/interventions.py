@@ -11,15 +11,16 @@ Kinds (each follows the paper named):
     ``value``: LongTensor ``[B, Tk]`` or ``[B, H, Tk]``, a permutation of key positions per row (and head). The new
     weight on key ``k`` is the old weight on key ``value[..., k]``. Jain & Wallace permute the real tokens only:
     build permutations that are the identity on padding (:func:`real_key_permutation` does). In a causal layer,
-    weight moved onto a key the query may not see is dropped and the row renormalised, so no query ever sees the
-    future.
+    weight moved onto a key the query may not see is dropped and the row rescaled to its previous total (1), so no
+    query ever sees the future.
 ``"zero"`` (Serrano & Smith 2019, sections 4 and 5)
     ``value``: BoolTensor ``[B, Tk]`` or ``[B, H, Tk]``, True on keys to erase. Their weight is set to 0 and every
     query row is renormalised to sum to 1 (``F.normalize(p=1)`` in Serrano & Smith's code). A row left with no
     weight stays all-zero.
 ``"replace"``
     ``value``: float tensor broadcastable to ``[B, H, Tq, Tk]``: the new attention weights, used as given (in a
-    causal layer, weights on future keys are dropped and rows renormalised).
+    causal layer, a row that puts weight on keys the query may not see loses that weight and the rest of the row is
+    rescaled to the row's given total; rows without such weight are used exactly as given).
 ``"uniform"`` (Wiegreffe & Pinter 2019, section 3.1)
     No value: each query row becomes uniform over the keys it is allowed to see.
 """
@@ -67,6 +68,18 @@ def _renormalise(p: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, p / torch.where(total > 0, total, torch.ones_like(total)), p)
 
 
+def _drop_disallowed(new: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Zero the weights ``new`` puts on keys a query may not see and rescale the rest of that row to the row's
+    previous total. A row with no weight on a disallowed key is returned exactly as it was (so ``replace`` keeps its
+    values as given, and finite differences through it are not distorted by a renormalisation)."""
+    kept = new * allowed
+    total = new.sum(dim=-1, keepdim=True)
+    kept_total = kept.sum(dim=-1, keepdim=True)
+    lost = kept_total != total
+    scale = torch.where(lost & (kept_total != 0), total / torch.where(kept_total != 0, kept_total, 1.0), 1.0)
+    return torch.where(lost, kept * scale, new)
+
+
 def _key_tensor(value: torch.Tensor, p: torch.Tensor, name: str) -> torch.Tensor:
     """Bring a per-key ``[B, Tk]`` / ``[B, H, Tk]`` tensor to ``[B, H|1, 1, Tk]``."""
     B, H, _, Tk = p.shape
@@ -94,7 +107,7 @@ def _apply_one(
         idx = idx.long().expand(B, H, Tq, Tk)
         new = p.gather(-1, idx)
         if causal:
-            new = _renormalise(new * allowed)
+            new = _drop_disallowed(new, allowed)
     elif iv.kind == "zero":
         z = _key_tensor(iv.value, p, "zero")
         if z.dtype != torch.bool:
@@ -110,7 +123,7 @@ def _apply_one(
                 f"shape {(B, H, Tq, Tk)}"
             ) from exc
         if causal:
-            new = _renormalise(new * allowed)
+            new = _drop_disallowed(new, allowed)
     elif iv.kind == "uniform":
         a = allowed.to(p.dtype).expand(B, H, Tq, Tk)
         n = a.sum(dim=-1, keepdim=True)

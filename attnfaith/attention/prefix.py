@@ -45,14 +45,13 @@ class PrefixCache:
 
     Usage (inside an active tap, after at least one complete forward so the layers are known)::
 
-        cache = PrefixCache(model, tap, first_layer=L)
-        if cache.applicable:
-            with cache:
-                logits0 = cache.prime(lambda: call_model(model, batch))   # full forward, caches the prefix
-                cache.select(rows)            # rows: LongTensor, the prime-batch row of each variant row
-                logits = call_model(model, batch.index_rows(rows))       # runs blocks >= L only
+        with PrefixCache(model, tap, first_layer=L) as cache:
+            logits0 = cache.prime(lambda rows: call_model(model, batch.index_rows(rows)), B, runner)
+            cache.select(rows)            # rows: LongTensor, the prime-batch row of each variant row
+            logits = call_model(model, batch.index_rows(rows))     # runs blocks >= L only when cache.active
 
-    ``cache.active`` is False when the check after priming failed: forwards are then complete forwards.
+    ``cache.active`` is False when the prefix cache does not apply (``cache.reason`` says why) or the check after
+    priming failed: forwards are then complete forwards.
     """
 
     def __init__(self, model: nn.Module, tap: AttentionTap, first_layer: int) -> None:
@@ -140,47 +139,89 @@ class PrefixCache:
         return _index_rows(self._cached, self._rows, self._prime_size)
 
     # ---------------------------------------------------------------- use
-    def prime(self, forward, batch_size: int):
-        """Run ``forward()`` (a complete forward of the prime batch, ``batch_size`` rows), cache the input of the
-        first kept block, verify the partial forward reproduces the logits, and return the full forward's result.
+    def prime(self, run_rows, batch_size: int, runner=None, seq_len: int = 1):
+        """Run the original forward of the prime batch and cache the input of the first kept block.
+
+        ``run_rows(rows)`` runs the model on the prime batch's rows ``rows`` (LongTensor) and returns its output;
+        ``runner`` (an :class:`attnfaith.engine.VariantRunner`, optional) chunks the ``batch_size`` rows. Then a
+        partial forward of the first rows is checked against the full forward; on any mismatch the cache stays
+        inactive and later forwards are complete. Returns the full forward's outputs, concatenated.
         """
-        captured: dict[str, Any] = {}
+        recorded: list[tuple[Any, int]] = []
+        sizes: list[int] = []
 
         def grab(module, args, output):
-            captured["out"] = output
+            recorded.append(output)
 
+        def chunk(start: int, stop: int):
+            sizes.append(stop - start)
+            return _first_tensor(run_rows(torch.arange(start, stop, device=self._device())))
+
+        if not self.applicable:
+            return _run(chunk, batch_size, runner, seq_len)
         handle = self._last_stub.register_forward_hook(grab)
         try:
-            full = forward()
+            full = _run(chunk, batch_size, runner, seq_len)
         finally:
             handle.remove()
-        if "out" not in captured:
-            self.reason = "the block before the intervened layer did not run"
+        if len(recorded) != len(sizes):
+            self.reason = "the block before the intervened layer did not run once per forward"
             return full
-        self._cached = captured["out"]
+        self._cached = _concat_outputs(recorded, sizes)
         self._prime_size = batch_size
         self._stub()
+        k = min(batch_size, 4)
         try:
-            self.select(torch.arange(batch_size, device=_first_tensor(full).device))
-            partial = forward()
-        except Exception as exc:  # the model cannot run with stand-ins: fall back
-            self._unstub()
-            self.tap.set_partial(False)
-            self.reason = f"partial forward failed ({type(exc).__name__}: {exc})"
+            rows = torch.arange(k, device=full.device)
+            self.select(rows)
+            partial = _first_tensor(run_rows(rows))
+        except Exception as exc:  # the model cannot run with stand-ins: fall back to full forwards
+            self._fallback(f"partial forward failed ({type(exc).__name__}: {exc})")
             return full
-        a, b = _first_tensor(full), _first_tensor(partial)
+        a = full[:k]
         scale = a.abs().max().clamp_min(1.0)
-        if a.shape != b.shape or not bool(((a - b).abs().max() <= 1e-4 * scale)):
-            self._unstub()
-            self.tap.set_partial(False)
-            self.reason = "the partial forward does not reproduce the full forward"
+        if partial.shape != a.shape or not bool((partial - a).abs().max() <= 1e-4 * scale):
+            self._fallback("the partial forward does not reproduce the full forward")
             return full
         self.active = True
         return full
 
+    def _fallback(self, reason: str) -> None:
+        self._unstub()
+        self.tap.set_partial(False)
+        self._cached = None
+        self.reason = reason
+
+    def _device(self) -> torch.device:
+        for p in self.model.parameters():
+            return p.device
+        return torch.device("cpu")
+
     def select(self, rows: torch.Tensor) -> None:
         """Variant row ``i`` of the next forward comes from prime-batch row ``rows[i]``."""
         self._rows = rows
+
+
+def _run(chunk, n: int, runner, seq_len: int):
+    if runner is None:
+        return chunk(0, n)
+    return runner.run(n, chunk, seq_len=seq_len, device=None)
+
+
+def _concat_outputs(outputs: list, sizes: list[int]) -> Any:
+    """Concatenate per-chunk block outputs along the batch axis (tensors whose first axis is each chunk's size)."""
+    first = outputs[0]
+    if isinstance(first, torch.Tensor):
+        if all(isinstance(o, torch.Tensor) and o.dim() >= 1 and o.shape[0] == s for o, s in zip(outputs, sizes)):
+            return torch.cat(outputs, dim=0) if len(outputs) > 1 else first
+        return first
+    if isinstance(first, tuple) and not hasattr(first, "_fields"):
+        return tuple(_concat_outputs([o[i] for o in outputs], sizes) for i in range(len(first)))
+    if isinstance(first, list):
+        return [_concat_outputs([o[i] for o in outputs], sizes) for i in range(len(first))]
+    if isinstance(first, dict) and type(first) is dict:
+        return {key: _concat_outputs([o[key] for o in outputs], sizes) for key in first}
+    return first
 
 
 def _first_tensor(obj: Any) -> torch.Tensor:

@@ -24,6 +24,7 @@ when the body raised.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -220,7 +221,9 @@ class AttentionTap:
             kind: ``"permute"``, ``"zero"``, ``"replace"`` or ``"uniform"`` (see
                 :mod:`attnfaith.attention.interventions`).
             value: the permutation / erase mask / new weights for the kind.
-            layers: a layer index, several, or None for every layer. Default: the last layer.
+            layers: a layer index, several, or None for every layer. Default: the last layer. Negative indices
+                need the layer count: known after one complete forward of the model under any tap (else
+                ``ValueError``); a non-negative index given before that is checked after the first forward.
             rows: BoolTensor ``[B]`` of batch rows to change (None: all); other rows stay bit-identical.
             heads: a head index, several, or None for every head.
         """
@@ -234,8 +237,9 @@ class AttentionTap:
             seq = [layers] if isinstance(layers, int) else list(layers)
             if not _is_int_sequence(seq):
                 raise TypeError(f"layers must be an int, a sequence of ints or None, got {layers!r}")
-            if self.num_layers is not None:
-                seq = [self.resolve_layer(i, name="layers") for i in seq]
+            # resolves negative indices; raises when they cannot be resolved yet (unknown layer count): applied
+            # lazily they would be silently skipped in the first forward
+            seq = [self.resolve_layer(i, name="layers") for i in seq]
             layer_t = tuple(seq)
         head_t = None
         if heads is not None:
@@ -377,7 +381,9 @@ class AttentionTap:
 
     def _on_model_end(self, module, args, output):
         self._depth = max(self._depth - 1, 0)
-        if self._depth == 0:
+        # an ``always_call`` hook also runs when the forward raised (output None, inside torch's ``except``): the
+        # layers seen so far are a prefix of the model's, so the list of the last complete forward stays
+        if self._depth == 0 and not (output is None and sys.exc_info()[0] is not None):
             self._finish_forward()
         return None
 
@@ -394,6 +400,10 @@ class AttentionTap:
         layers = tuple(self._seen)
         self._layers = layers
         _LAYER_CACHE[self.model] = layers
+        for iv in self._interventions:
+            bad = [i for i in iv.layers or () if not -len(layers) <= i < len(layers)]
+            if bad:
+                raise ValueError(f"layers={bad[0]} is out of range: the model has {len(layers)} attention layers")
 
     def set_partial(self, enabled: bool) -> None:
         """Mark the following forwards as partial: some attention layers are skipped (a prefix cache stands in for
@@ -483,11 +493,30 @@ class AttentionTap:
                 return None
             self._confirmed_now.add(module)
         allowed = self._key_allowed(x.shape, x.device)
+        # no model-independent flag says whether such a layer is causal (BLOOM, GPT-Neo... take this route): it is
+        # when no real query puts weight on a later key; then interventions must not move weight there either
+        causal = self._causal_from_probs(x)
+        if causal:
+            Tq, Tk = x.shape[-2:]
+            allowed = allowed & torch.ones(Tq, Tk, dtype=torch.bool, device=x.device).tril(Tk - Tq)
         # in eval mode the dropout is the identity; in training keep its random mask on the intervened weights
-        new = self._on_attention(module, x, allowed, False)
+        new = self._on_attention(module, x, allowed, causal)
         if module.training and getattr(module, "p", 0) and new is not x:
             return nn.functional.dropout(new, p=module.p, training=True)
         return new if new is not x else None
+
+    def _causal_from_probs(self, x: torch.Tensor) -> bool:
+        """Whether ``x`` ``[B, H, Tq, Tk]`` puts no weight on keys after the query (real query rows only: fully
+        masked padding rows may be uniform over every key, as eager softmax makes them)."""
+        B, _, Tq, Tk = x.shape
+        if Tq < 2:
+            return False
+        with torch.no_grad():
+            future = torch.ones(Tq, Tk, dtype=torch.bool, device=x.device).triu(Tk - Tq + 1)
+            mask = self._model_key_mask
+            if mask is not None and Tq == Tk and tuple(mask.shape) == (B, Tk):
+                future = future & mask.to(device=x.device, dtype=torch.bool)[:, None, :, None]
+            return not bool((x.detach() != 0).logical_and(future).any())
 
 
 def _as4d(t: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,10 @@ def attribution_scores(attributions: Any, model: nn.Module, batch: Batch, target
     * any other object with ``.attribute`` (a Captum ``Attribution`` such as ``LayerIntegratedGradients``,
       ``Saliency``, ``FeatureAblation``, ``Lime``) is called Captum's way:
       ``attribute(input_ids, target=target, additional_forward_args=(attention_mask, ...))``; a trailing hidden axis
-      (``[B, T, D]``, as attributions to embeddings are) is summed.
+      (``[B, T, D]``, as attributions to embeddings are) is summed. Captum's primary gradient methods
+      (``IntegratedGradients``, ``Saliency``, ``InputXGradient``, ``DeepLift``..., also inside ``NoiseTunnel``) cannot
+      take integer ids: they get the input embeddings ``[B, T, D]`` instead (their ``forward_func`` must take
+      ``(inputs_embeds, attention_mask, ...)``), and the result is summed over ``D``.
 
     ``ValueError`` naming ``name`` for a wrong shape or NaN/inf at a scored position.
     """
@@ -88,7 +91,8 @@ def attribution_scores(attributions: Any, model: nn.Module, batch: Batch, target
         scores = attributions.attribute_batch(batch, target)
     elif hasattr(attributions, "attribute"):
         extra = tuple(batch.token_args.values()) + tuple(batch.row_args.values())
-        scores = attributions.attribute(batch.input_ids, target=target,
+        first = _input_embeddings(model, batch) if _takes_embeddings(attributions) else batch.input_ids
+        scores = attributions.attribute(first, target=target,
                                         additional_forward_args=(batch.attention_mask,) + extra)
         if isinstance(scores, tuple):
             scores = scores[0]
@@ -113,3 +117,28 @@ def attribution_scores(attributions: Any, model: nn.Module, batch: Batch, target
     if not torch.isfinite(scores[batch.items]).all():
         raise ValueError(f"{name} contains NaN or inf at scored positions")
     return scores
+
+
+def _takes_embeddings(attributions: Any) -> bool:
+    """True for Captum's primary gradient attributions (not layer/neuron ones), which need float inputs."""
+    try:
+        from captum.attr._utils.attribution import GradientAttribution, LayerAttribution, NeuronAttribution
+    except Exception:  # pragma: no cover - captum missing
+        return False
+    inner = getattr(attributions, "attribution_method", attributions)  # NoiseTunnel wraps another method
+    return isinstance(inner, GradientAttribution) and not isinstance(inner, (LayerAttribution, NeuronAttribution))
+
+
+def _input_embeddings(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """The (encoder) input token embeddings of the batch ``[B, T, D]``, detached."""
+    try:
+        from attnfaith.attr.gradient import input_embedding_module
+
+        module = input_embedding_module(model)
+    except Exception:
+        get = getattr(model, "get_input_embeddings", None)
+        module = get() if callable(get) else None
+    if module is None:
+        raise TypeError("attributions: a Captum gradient method on embeddings needs model.get_input_embeddings()")
+    with torch.no_grad():
+        return module(batch.input_ids).detach().requires_grad_(True)

@@ -1,0 +1,127 @@
+"""Gradient × input token importance, Jain & Wallace's gradient measure.
+
+Jain & Wallace (2019), ``model/Binary_Classification.py::gradient_mem`` and ``Trainers/PlottingBC.py::process_grads``
+(key ``'XxE[X]'``): for every token ``t`` with word embedding ``e_t``,
+
+    g_t = | (∂ŷ / ∂e_t) · e_t |
+
+(the gradient times the embedding, summed over the embedding dimension, absolute value), ``ŷ`` the probability of
+the explained class: ``σ(logit)`` for a one-logit model (their binary tasks), the softmax probability of the class
+for several logits (their QA / NLI models). They then L1-normalise, which changes no ranking and is left out here.
+Their forward runs with ``batch_data.detach = True``: the attention weights are detached, so the gradient does not
+flow through attention (``detach_attention=True`` here; the default ``False`` takes the full gradient).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from attnfaith._inputs import Batch, call_model, probs_of, resolve_target
+from attnfaith._state import model_guard
+from attnfaith.attention import AttentionTap
+from attnfaith.attr._base import TokenAttribution
+
+__all__ = ["GradientImportance", "input_embedding_module"]
+
+
+def input_embedding_module(model: nn.Module) -> nn.Module:
+    """The module whose output is the embedding of the (encoder) input tokens.
+
+    ``model.get_encoder().get_input_embeddings()`` for encoder–decoder models (BART's and T5's encoders call their own
+    ``embed_tokens`` module, which shares its weight with ``model.get_input_embeddings()`` but is a different module,
+    so a hook on the shared one never fires), else ``model.get_input_embeddings()``.
+    """
+    get_encoder = getattr(model, "get_encoder", None)
+    if callable(get_encoder):
+        try:
+            encoder = get_encoder()
+        except Exception:  # pragma: no cover - models whose get_encoder raises for decoder-only configs
+            encoder = None
+        if isinstance(encoder, nn.Module) and encoder is not model:
+            get = getattr(encoder, "get_input_embeddings", None)
+            emb = get() if callable(get) else getattr(encoder, "embed_tokens", None)
+            if isinstance(emb, nn.Module):
+                return emb
+    get = getattr(model, "get_input_embeddings", None)
+    emb = get() if callable(get) else None
+    if not isinstance(emb, nn.Module):
+        raise TypeError(
+            f"model: {type(model).__name__} has no get_input_embeddings() returning a module; gradient and integrated "
+            "gradients attributions need the token embedding"
+        )
+    return emb
+
+
+@contextlib.contextmanager
+def embedding_leaf(model: nn.Module):
+    """Within the body, the first call of the input embedding module in each forward returns a fresh leaf tensor
+    (``out.detach().requires_grad_()``); ``store["leaf"]`` holds the last one."""
+    module = input_embedding_module(model)
+    store: dict[str, Any] = {}
+
+    def hook(mod, args, out):
+        if store.get("armed", True) is False:
+            return None
+        store["armed"] = False
+        leaf = out.detach().requires_grad_(True)
+        store["leaf"] = leaf
+        return leaf
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+class GradientImportance(TokenAttribution):
+    """``score[b, t] = |Σ_d (∂ŷ_b / ∂e_{b,t,d}) · e_{b,t,d}|`` (Jain & Wallace 2019, gradient importance).
+
+    ``e_t`` is the output of the model's input token embedding (``model.get_input_embeddings()``; for an
+    encoder–decoder model such as BART or T5 the *encoder's* embedding call: the encoder input is scored, the
+    decoder's shifted copy of the ids is held fixed), ``ŷ_b`` the probability of the target class
+    (``probs_of``: softmax over the logits, ``[1 − σ, σ]`` for a single logit; ``target=None`` explains the predicted
+    class, as Jain & Wallace's QA/NLI code does; for their one-logit binary models ``ŷ = σ(logit)`` equals the
+    target-1 probability, and ``|∂(1 − σ)|`` gives the same scores). The result is 0 on padding; special tokens get
+    their score like any token (metrics leave them out through ``batch.items``).
+
+    Args:
+        model: any model with ``get_input_embeddings()``.
+        detach_attention: hold every attention distribution fixed (gradient not flowing through the attention
+            weights), as Jain & Wallace's code does (``batch_data.detach = True``). Default False: the full
+            gradient.
+    """
+
+    multiplies_by_inputs = True
+
+    def __init__(self, model: nn.Module, detach_attention: bool = False) -> None:
+        super().__init__(model)
+        if not isinstance(detach_attention, bool):
+            raise TypeError(f"detach_attention must be a bool, got {type(detach_attention).__name__}")
+        self.detach_attention = detach_attention
+        input_embedding_module(model)  # fail early with a clear message
+
+    def attribute_batch(self, batch: Batch, target: Any = None, **kwargs: Any) -> torch.Tensor:
+        if kwargs:
+            raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+        model = self.model
+        with model_guard(model), torch.enable_grad():
+            for p in model.parameters():  # only d y / d e is needed; model_guard restores requires_grad
+                p.requires_grad_(False)
+            tap = AttentionTap(model, capture=None, detach=True) if self.detach_attention else contextlib.nullcontext()
+            with embedding_leaf(model) as store, tap:
+                logits = call_model(model, batch)
+            leaf = store.get("leaf")
+            if leaf is None:
+                raise RuntimeError("model: the input embedding module did not run in the forward")
+            t = resolve_target(target, logits.detach())
+            y = probs_of(logits).gather(1, t[:, None]).sum()
+            (grad,) = torch.autograd.grad(y, leaf, allow_unused=True)
+        if grad is None:
+            grad = torch.zeros_like(leaf)
+        scores = (grad.detach().float() * leaf.detach().float()).sum(dim=-1).abs()
+        return scores * (batch.attention_mask != 0).to(scores.dtype)

@@ -1,0 +1,136 @@
+"""Leave-one-out token importance (Jain & Wallace 2019, ``remove_and_run``).
+
+Jain & Wallace's ``model/Binary_Classification.py::remove_and_run`` *deletes* token ``i`` from the sequence
+(``seq = cat(seq[:, :i], seq[:, i+1:])``, ``lengths -= 1``) and re-runs the model; the importance of the token is the
+change of the output, ``|σ(ŷ_{-t}) − σ(ŷ)|`` for their one-logit binary models and ``Σ|softmax(ŷ_{-t}) −
+softmax(ŷ)|`` for QA. Both are (twice, for QA) the total variation distance between the two output distributions;
+attnfaith uses the TVD for every model:
+
+    score[b, t] = TVD(p(x_b), p(x_b without t)) = ½ Σ_c |p_c(x_b) − p_c(x_b without t)|
+
+which equals JW's binary value exactly and half their QA value (no effect on rankings).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from attnfaith._inputs import Batch, call_model, probs_of
+from attnfaith._state import model_guard
+from attnfaith.attr._base import TokenAttribution
+from attnfaith.engine import VariantRunner
+from attnfaith.metrics import tvd
+from attnfaith.perturb import delete_positions, mask_id_of, pad_id_of, replace_positions
+
+__all__ = ["LeaveOneOut"]
+
+_MODES = ("delete", "mask")
+
+
+class LeaveOneOut(TokenAttribution):
+    """Leave-one-out importance: ``score[b, t] = TVD(p(x_b), p(x_b^{-t}))`` for every scored position ``t``.
+
+    ``x^{-t}`` is, with ``mode="delete"`` (default, Jain & Wallace's ``remove_and_run``), the input with token ``t``
+    removed from the sequence (the rest closes up and the row is re-padded on its padding side, per-token arguments
+    such as ``token_type_ids`` follow; :func:`attnfaith.perturb.delete_positions`); with ``mode="mask"``, the input
+    with id ``replacement_id`` at ``t`` (default: the tokenizer's/config's mask token, else the padding id;
+    attention mask unchanged).
+
+    Only the items (``batch.items``: real, non-special tokens, or the caller's ``mask=``) are left out, as Jain &
+    Wallace leave out positions ``1 .. L−2`` (never ``<SOS>``/``<EOS>``); every other position scores 0. The output
+    distribution does not depend on the class, so ``target`` is accepted and ignored.
+
+    All ``Σ_b n_items(b)`` variants of the batch run through :class:`attnfaith.engine.VariantRunner` in chunks of
+    ``max_examples_per_batch`` (or as many as ``memory_budget`` allows); ``batched=False`` runs one forward per
+    variant instead (the reference the tests compare with).
+
+    Args:
+        model: any model :func:`attnfaith._inputs.call_model` can run.
+        mode: ``"delete"`` or ``"mask"``.
+        replacement_id: the id put in place of the token with ``mode="mask"``.
+        tokenizer: optional tokenizer, only used for its ``mask_token_id`` with ``mode="mask"``.
+        max_examples_per_batch: variants per forward (Captum's name).
+        memory_budget: bytes of activation memory one forward may use when ``max_examples_per_batch`` is None.
+        batched: False → one forward per variant.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mode: str = "delete",
+        *,
+        replacement_id: int | None = None,
+        tokenizer: Any = None,
+        max_examples_per_batch: int | None = None,
+        memory_budget: int | None = None,
+        batched: bool = True,
+    ) -> None:
+        super().__init__(model)
+        if mode not in _MODES:
+            raise ValueError(f"mode must be 'delete' or 'mask', got {mode!r}")
+        if replacement_id is not None:
+            if isinstance(replacement_id, bool) or not isinstance(replacement_id, int) or replacement_id < 0:
+                raise ValueError(f"replacement_id must be a non-negative int token id, got {replacement_id!r}")
+            if mode != "mask":
+                raise ValueError("replacement_id is only used with mode='mask'")
+        self.mode = mode
+        self.replacement_id = replacement_id
+        self.tokenizer = tokenizer
+        self.runner = VariantRunner(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
+        self.batched = bool(batched)
+
+    def _variants(self, batch: Batch, rows: torch.Tensor, pos: torch.Tensor, width: int | None = None) -> Batch:
+        """The batch of variants: row ``rows[i]`` of ``batch`` with position ``pos[i]`` left out.
+
+        Rows keep the batch's width (a left-padded row's layout never depends on its chunk); ``width`` cuts a
+        right-padded chunk to its longest row."""
+        sub = batch.index_rows(rows)
+        drop = torch.zeros(sub.input_ids.shape, dtype=torch.bool, device=batch.device)
+        drop[torch.arange(rows.shape[0], device=batch.device), pos] = True
+        if self.mode == "delete":
+            varied = delete_positions(sub, drop, pad_id_of(self.model), trim=False)
+        else:
+            rid = self.replacement_id if self.replacement_id is not None else mask_id_of(self.model, self.tokenizer)
+            varied = replace_positions(sub, drop, rid)
+        if width is not None and width < varied.length:
+            varied = varied.with_tokens(varied.input_ids[:, :width], varied.attention_mask[:, :width],
+                                        varied.items[:, :width],
+                                        {k: v[:, :width] for k, v in varied.token_args.items()})
+        return varied
+
+    def attribute_batch(self, batch: Batch, target: Any = None, **kwargs: Any) -> torch.Tensor:
+        if kwargs:
+            raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+        model = self.model
+        B, T = batch.input_ids.shape
+        out = torch.zeros(B, T, dtype=torch.float32, device=batch.device)
+        with model_guard(model), torch.inference_mode():
+            p_full = probs_of(call_model(model, batch))
+            rows, pos = batch.items.nonzero(as_tuple=True)
+            n = rows.shape[0]
+            if n == 0:
+                return out
+            widths = None
+            if self.batched and not batch.left_padded:
+                # length bucketing: variants sorted by length (longest first), each chunk cut to its longest row
+                lengths = (batch.attention_mask != 0).sum(-1).cpu()[rows.cpu()] - (1 if self.mode == "delete" else 0)
+                order_host = torch.sort(-lengths, stable=True).indices
+                widths = lengths[order_host]
+                order = order_host.to(batch.device)
+                rows, pos = rows[order], pos[order]
+
+            def run(start: int, stop: int) -> torch.Tensor:
+                r = rows[start:stop]
+                width = max(int(widths[start]), 1) if widths is not None else None
+                v = self._variants(batch, r, pos[start:stop], width)
+                return tvd(probs_of(call_model(model, v)), p_full.index_select(0, r)).float()
+
+            if self.batched:
+                values = self.runner.run(n, run, seq_len=T, device=batch.device)
+            else:
+                values = torch.cat([run(i, i + 1) for i in range(n)])
+        out[rows, pos] = values
+        return out

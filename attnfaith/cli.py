@@ -1,0 +1,480 @@
+"""``attnfaith`` command line: ``attnfaith evaluate`` and ``attnfaith demo`` (also ``python -m attnfaith``).
+
+Every error is one line on stderr, ``attnfaith: error: ...``, with exit code 2 for a usage problem (bad option, unknown
+method or evaluator) and 1 for anything else (unreadable data, a model that cannot be loaded or is not a sequence
+classifier, a label outside the model's classes, no CUDA...). ``ATTNFAITH_DEBUG=1`` shows the traceback of an
+unexpected error. Ctrl-C stops a run with exit code 130; every finished chunk is kept, and ``--resume`` continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main", "build_parser", "CLIError", "load_hf_classifier"]
+
+PROG = "attnfaith"
+
+
+class CLIError(Exception):
+    """An error reported as one line; ``code`` is the exit status (2: usage, 1: runtime)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2) instead of the usage text plus the error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise CLIError(f"{message} (see '{self.prog} --help')", code=2)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    first = text.splitlines()[0].strip()
+    return first if len(first) <= 400 else first[:397] + "..."
+
+
+# -------------------------------------------------------------------------------------------------------------
+# parser
+# -------------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from attnfaith import __version__
+    from attnfaith.pipeline import DEFAULT_EVALUATORS, EVALUATORS, METHODS
+
+    parser = _Parser(
+        prog=PROG,
+        description="Is this explanation faithful? Jain & Wallace (2019), Serrano & Smith (2019) and Wiegreffe & "
+                    "Pinter (2019) faithfulness tests for attention, rollout, gradients, integrated gradients and "
+                    "leave-one-out, on any HuggingFace sequence classifier.",
+        epilog="Start with 'attnfaith demo' (offline, about a minute), then 'attnfaith evaluate --help'.",
+    )
+    parser.add_argument("--version", action="version", version=f"attnfaith {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="evaluate a sequence classifier's explanations on a dataset and write a report",
+        description="Run every chosen attribution method and faithfulness evaluator on a HuggingFace sequence "
+                    "classifier and a CSV/TSV/JSONL file; write results.json, report.md and figures/ to --out.",
+        epilog="Example: attnfaith evaluate --model ./my-model --data dev.csv --text-column sentence "
+               "--label-column label --limit 200 --out runs/my-model",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = ev.add_argument_group("model and data")
+    g.add_argument("--model", required=True, metavar="PATH_OR_HUB_ID",
+                   help="a folder written by save_pretrained or a Hub id of a *ForSequenceClassification model")
+    g.add_argument("--tokenizer", metavar="PATH_OR_HUB_ID", default=None,
+                   help="tokenizer to use (default: the model's)")
+    g.add_argument("--revision", default=None, help="model revision on the Hub (branch, tag or commit)")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the model's own Python code from the Hub to run (off unless given)")
+    g.add_argument("--data", required=True, metavar="FILE", help="a .csv, .tsv or .jsonl file with a header/keys")
+    g.add_argument("--text-column", default="text", help="column holding the text")
+    g.add_argument("--label-column", default=None,
+                   help="column holding the gold label (class index or the model's label name); optional")
+    g.add_argument("--split", default=None, help="keep only rows whose split column has this value (e.g. dev)")
+    g.add_argument("--split-column", default=None,
+                   help="column holding the split name (default: 'split' or 'exp_split' when --split is given)")
+    g.add_argument("--rationale-column", default=None,
+                   help="column with the indices of the whitespace words of a known rationale (e.g. '3 7' or "
+                        "'[3, 7]'): adds the rationale recovery (precision@k) of every method")
+    g.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate only the first N rows")
+    g.add_argument("--max-length", type=int, default=128, help="truncate texts to this many tokens")
+
+    g = ev.add_argument_group("what to run")
+    g.add_argument("--methods", default=",".join(METHODS),
+                   help=f"comma-separated attribution methods, from: {', '.join(METHODS)}")
+    g.add_argument("--evaluators", default=",".join(DEFAULT_EVALUATORS),
+                   help=f"comma-separated evaluators, from: {', '.join(EVALUATORS)} (adversarial is slow: "
+                        "off unless asked)")
+    g.add_argument("--layer", type=int, default=-1,
+                   help="attention layer read by 'attention' and tested by the attention evaluators (call order; "
+                        "-1 = last)")
+    g.add_argument("--erasure-levels", default="token,attention",
+                   help="erasure levels: token (delete tokens) and/or attention (zero attention weights)")
+    g.add_argument("--permutations", type=int, default=100, help="permutations per example (Jain & Wallace: 100)")
+    g.add_argument("--ig-steps", type=int, default=50, help="integrated-gradients steps")
+    g.add_argument("--n-random", type=int, default=5,
+                   help="random orders of the random erasure baseline (Serrano & Smith: 5)")
+    g.add_argument("--adversarial-steps", type=int, default=500, help="Adam steps of the adversarial search (JW: 500)")
+
+    g = ev.add_argument_group("running")
+    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g.add_argument("--batch-size", type=int, default=16,
+                   help="examples per chunk (results are saved after each chunk)")
+    g.add_argument("--variants-per-forward", type=int, default=None,
+                   help="perturbed variants per forward pass (default: chosen from the memory budget)")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (chunk c uses seed + c)")
+    g.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out: finished chunks are kept, the rest is computed")
+    g.add_argument("--overwrite", action="store_true", help="replace a finished or partial run in --out")
+    g.add_argument("--no-figures", action="store_true", help="do not draw figures")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=cmd_evaluate)
+
+    dm = sub.add_parser(
+        "demo",
+        help="offline demo: a synthetic task with a known rationale, two small models, the full report",
+        description="Generate a text-classification task with planted sentiment markers (the rationale is known), "
+                    "train a tiny BERT (built from a config) and Jain & Wallace's BiLSTM with attention on it in "
+                    "seconds, evaluate both with every method, and write a report whose extra column says how well "
+                    "each method's top-k tokens recover the planted markers. Runs offline.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    dm.add_argument("--out", default="out/demo", metavar="DIR", help="output folder (replaced if it holds a demo)")
+    dm.add_argument("--seed", type=int, default=0, help="seed of the data, the models and the evaluation")
+    dm.add_argument("--n-train", type=int, default=1200, help="training sentences")
+    dm.add_argument("--n-eval", type=int, default=120, help="evaluated sentences")
+    dm.add_argument("--models", default="bert,bilstm", help="which demo models: bert and/or bilstm")
+    dm.add_argument("--quick", action="store_true", help="a much smaller run (for tests)")
+    dm.add_argument("--threads", type=int, default=1,
+                    help="CPU threads for torch (1 is fastest for these tiny models)")
+    dm.add_argument("--quiet", action="store_true", help="no progress bars")
+    dm.set_defaults(func=cmd_demo)
+    return parser
+
+
+# -------------------------------------------------------------------------------------------------------------
+# loading
+# -------------------------------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str):
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise CLIError(f"--device {name!r} is not a device ({_one_line(exc)}); use cpu, cuda or cuda:N", code=2)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}"
+                           f"{', built without CUDA' if torch.version.cuda is None else ''}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CLIError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    elif device.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise CLIError(f"--device {name}: MPS is not available on this machine")
+    elif device.type != "cpu":
+        raise CLIError(f"--device {name}: unsupported device type; use cpu, cuda or cuda:N", code=2)
+    return device
+
+
+_HEAD_MARKERS = ("classifier", "score", "classification_head", "logits_proj", "pre_classifier", "out_proj")
+
+
+def load_hf_classifier(model_ref: str, tokenizer_ref: str | None = None, *, revision: str | None = None,
+                       trust_remote_code: bool = False):
+    """Load a HuggingFace sequence classifier and its tokenizer, or raise :class:`CLIError` with one clear line.
+
+    Refuses a checkpoint that is not a sequence classifier (its config names another architecture, its model type
+    has no sequence-classification class, or the classification head's weights are missing from the checkpoint).
+    """
+    import transformers
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    transformers.logging.set_verbosity_error()
+    kw: dict[str, Any] = {"trust_remote_code": bool(trust_remote_code)}
+    if revision:
+        kw["revision"] = revision
+    local = Path(model_ref)
+    if local.exists() and not local.is_dir():
+        raise CLIError(f"--model {model_ref}: not a folder (give the folder written by save_pretrained or a Hub id)")
+    try:
+        config = AutoConfig.from_pretrained(model_ref, **kw)
+    except Exception as exc:  # OSError (not found / offline), ValueError (remote code, bad config), ...
+        msg = _one_line(exc)
+        if "trust_remote_code" in msg and not trust_remote_code:
+            raise CLIError(f"--model {model_ref}: the model needs its own code from the Hub; pass --trust-remote-code "
+                           "if you trust it") from None
+        raise CLIError(f"cannot load model {model_ref!r}: {msg}") from None
+    archs = list(getattr(config, "architectures", None) or [])
+    if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise CLIError(f"--model {model_ref} is not a sequence classifier (its config names {', '.join(archs)}); "
+                       "attnfaith evaluate needs a *ForSequenceClassification checkpoint")
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(model_ref, config=config,
+                                                                         output_loading_info=True, **kw)
+    except ValueError as exc:
+        msg = _one_line(exc)
+        if "Unrecognized configuration class" in msg or "sequence classification" in msg.lower():
+            raise CLIError(f"--model {model_ref} ({getattr(config, 'model_type', '?')}) is not a sequence "
+                           "classifier: transformers has no sequence-classification model for it") from None
+        raise CLIError(f"cannot load model {model_ref!r}: {msg}") from None
+    except Exception as exc:
+        raise CLIError(f"cannot load model {model_ref!r}: {_one_line(exc)}") from None
+    missing = [k for k in (info or {}).get("missing_keys", []) if any(h in k for h in _HEAD_MARKERS)]
+    if missing:
+        raise CLIError(f"--model {model_ref} is not a trained sequence classifier: the checkpoint has no "
+                       f"classification head ({', '.join(sorted(missing)[:3])} missing)")
+    tok_ref = tokenizer_ref or model_ref
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tok_ref, **kw)
+    except Exception as exc:
+        raise CLIError(f"cannot load the tokenizer {tok_ref!r}: {_one_line(exc)}"
+                       + ("" if tokenizer_ref else " (pass --tokenizer)")) from None
+    if getattr(tokenizer, "pad_token_id", None) is None:
+        # decoder classifiers often ship without a padding token: pad with eos, as their classification heads expect
+        eos = getattr(tokenizer, "eos_token", None)
+        if eos is None:
+            raise CLIError(f"the tokenizer {tok_ref!r} has no padding token and no eos token to pad with")
+        tokenizer.pad_token = eos
+        if getattr(model.config, "pad_token_id", None) is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _map_labels(ds, model, path: str) -> list[int]:
+    """The dataset's labels as the model's class indices (label names through ``config.label2id``)."""
+    config = getattr(model, "config", None)
+    n = int(getattr(config, "num_labels", 0) or 0)
+    n_classes = max(n, 2) if n == 1 else n
+    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    classes = ", ".join(f"{i}={id2label.get(i, i)}" for i in range(n_classes))
+    if ds.label_names is not None:
+        label2id = {str(k): int(v) for k, v in (getattr(config, "label2id", None) or {}).items()}
+        lower = {k.lower(): v for k, v in label2id.items()}
+        mapping = {}
+        for i, name in enumerate(ds.label_names):
+            idx = label2id.get(name, lower.get(name.lower()))
+            if idx is None:
+                raise CLIError(f"{path}: label {name!r} is not one of the model's classes ({classes})")
+            mapping[i] = idx
+        labels = [mapping[y] for y in ds.labels]
+    else:
+        labels = list(ds.labels)
+    for row, y in enumerate(labels):
+        if not 0 <= y < n_classes:
+            raise CLIError(f"{path}: label {y} (data row {row + 1}) is outside the model's classes ({classes})")
+    return labels
+
+
+# -------------------------------------------------------------------------------------------------------------
+# commands
+# -------------------------------------------------------------------------------------------------------------
+
+
+def _set_threads(n: int | None) -> None:
+    if n is None:
+        return
+    import torch
+
+    if n < 1:
+        raise CLIError(f"--threads must be >= 1, got {n}", code=2)
+    torch.set_num_threads(n)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from attnfaith.data import read_table
+    from attnfaith.pipeline import EVALUATORS, METHODS, EvaluationConfig, PipelineError, parse_list, run_evaluation
+
+    # usage problems first, before anything slow
+    try:
+        methods = parse_list(args.methods, METHODS, "method")
+        evaluators = parse_list(args.evaluators, EVALUATORS, "evaluator")
+        config = EvaluationConfig(
+            methods=tuple(methods), evaluators=tuple(evaluators), layer=args.layer, batch_size=args.batch_size,
+            seed=args.seed, max_length=args.max_length, permutations=args.permutations, ig_steps=args.ig_steps,
+            n_random=args.n_random, adversarial_steps=args.adversarial_steps,
+            variants_per_forward=args.variants_per_forward,
+            erasure_levels=tuple(parse_list(args.erasure_levels, ("token", "attention"), "erasure level")),
+        )
+    except PipelineError as exc:
+        raise CLIError(str(exc), code=2) from None
+    if args.limit is not None and args.limit < 1:
+        raise CLIError(f"--limit must be >= 1, got {args.limit}", code=2)
+    if args.resume and args.overwrite:
+        raise CLIError("--resume and --overwrite exclude each other", code=2)
+    _set_threads(args.threads)
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    if not args.resume and not args.overwrite:
+        for name in ("results.json", "partial.jsonl"):
+            if (out / name).exists():
+                raise CLIError(f"{out} already holds a run ({name}); pass --resume to continue it or --overwrite to "
+                               "start again")
+
+    t0 = time.perf_counter()
+    data_path = args.data
+    try:
+        ds = read_table(data_path, text_column=args.text_column, label_column=args.label_column,
+                        split_column=args.split_column, split=args.split)
+        rationales = None
+        if args.rationale_column:
+            from attnfaith._text import parse_index_list
+
+            rat = read_table(data_path, text_column=args.rationale_column, label_column=None,
+                             split_column=args.split_column, split=args.split)
+            rationales = [parse_index_list(v) for v in rat.texts]
+    except (OSError, ValueError, UnicodeError) as exc:
+        raise CLIError(f"cannot read --data: {_one_line(exc)}") from None
+    if len(ds) == 0:
+        raise CLIError(f"--data {data_path}: no rows" + (f" in split {args.split!r}" if args.split else ""))
+    if args.limit is not None:
+        ds = ds.subset(range(min(args.limit, len(ds))))
+        if rationales is not None:
+            rationales = rationales[: len(ds)]
+    t_data = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if args.quiet:
+        with _suppress_progress_bars():
+            model, tokenizer = load_hf_classifier(args.model, args.tokenizer, revision=args.revision,
+                                                  trust_remote_code=args.trust_remote_code)
+    else:
+        model, tokenizer = load_hf_classifier(args.model, args.tokenizer, revision=args.revision,
+                                          trust_remote_code=args.trust_remote_code)
+    labels = _map_labels(ds, model, data_path) if ds.labels is not None else None
+    model.to(device)
+    model.eval()
+    t_model = time.perf_counter() - t0
+
+    try:
+        run = run_evaluation(
+            model, tokenizer, ds.texts, labels, out_dir=out, config=config, rationales=rationales,
+            resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, model_source=args.model,
+            data_info={"path": str(data_path), "text_column": args.text_column, "label_column": args.label_column,
+                       "split": args.split, "limit": args.limit, "rationale_column": args.rationale_column},
+            figures=not args.no_figures,
+            strict_methods=_explicit(args, "methods") or _explicit(args, "evaluators"),
+        )
+    except PipelineError as exc:
+        raise CLIError(str(exc)) from None
+    run_timings = run["timings"]
+    run_timings["read_data_seconds"] = round(t_data, 3)
+    run_timings["load_model_seconds"] = round(t_model, 3)
+    _rewrite_results(out, run)
+    _print_done(run, out, args.quiet)
+    return 0
+
+
+class _suppress_progress_bars:
+    """No Hub / transformers progress bars (loading weights) within the body."""
+
+    def __enter__(self):
+        self._undo = []
+        try:
+            from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+            if not are_progress_bars_disabled():
+                disable_progress_bars()
+                self._undo.append(enable_progress_bars)
+        except Exception:  # pragma: no cover
+            pass
+        try:
+            from transformers.utils import logging as tlog
+
+            if tlog.is_progress_bar_enabled():
+                tlog.disable_progress_bar()
+                self._undo.append(tlog.enable_progress_bar)
+        except Exception:  # pragma: no cover
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        for undo in self._undo:
+            undo()
+
+
+def _explicit(args: argparse.Namespace, name: str) -> bool:
+    return getattr(args, f"_explicit_{name}", False)
+
+
+def _rewrite_results(out: Path, run: dict) -> None:
+    import json
+
+    from attnfaith.pipeline import RESULTS_FILE, _atomic_write, _json_safe
+
+    _atomic_write(out / RESULTS_FILE, json.dumps(_json_safe(run), indent=1, allow_nan=False))
+
+
+def _print_done(run: dict, out: Path, quiet: bool) -> None:
+    from attnfaith.report import summary_table
+
+    print(summary_table(run))
+    print()
+    print(f"report: {out / 'report.md'}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from attnfaith.demo import run_demo
+
+    _set_threads(args.threads)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in ("bert", "bilstm")]
+    if bad or not models:
+        raise CLIError(f"--models: unknown demo model(s) {', '.join(bad) or '(none)'}; choose bert and/or bilstm",
+                       code=2)
+    for name in ("n_train", "n_eval"):
+        if getattr(args, name) < 4:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 4", code=2)
+    try:
+        result = run_demo(args.out, seed=args.seed, n_train=args.n_train, n_eval=args.n_eval, models=models,
+                          quick=args.quick, progress=not args.quiet)
+    except ValueError as exc:
+        raise CLIError(_one_line(exc)) from None
+    print(result["table"])
+    print()
+    print(f"report: {result['report']}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------------------
+# entry point
+# -------------------------------------------------------------------------------------------------------------
+
+
+def _mark_explicit(argv: Sequence[str], args: argparse.Namespace) -> None:
+    for name in ("methods", "evaluators"):
+        flag = f"--{name}"
+        setattr(args, f"_explicit_{name}", any(a == flag or a.startswith(flag + "=") for a in argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 success, 1 runtime error, 2 usage error, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("ATTNFAITH_DEBUG", "") not in ("", "0")
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help(sys.stderr)
+            return 2
+        _mark_explicit(argv, args)
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        out = None
+        try:
+            out = args.out  # type: ignore[possibly-undefined]
+        except Exception:
+            pass
+        evaluating = getattr(args, "command", None) == "evaluate"  # type: ignore[possibly-undefined]
+        hint = f"; finished chunks are saved in {out}: rerun with --resume to continue" if out and evaluating else ""
+        print(f"\n{PROG}: interrupted{hint}", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    except Exception as exc:  # pragma: no cover - the safety net
+        if debug:
+            raise
+        print(f"{PROG}: error: {type(exc).__name__}: {_one_line(exc)} (set ATTNFAITH_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,792 @@
+"""Decision-flip erasure curves: Serrano & Smith (2019), "Is Attention Interpretable?", section 5.
+
+Remove items one at a time in descending order of an attribution (attention, gradients, Captum's IG / saliency /
+LIME, leave-one-out, random...), rerun the model after every removal and record when its decision first changes. A
+faithful ranking flips the decision after few removals.
+
+Definitions (per example ``b`` with ``n_b`` items; items are ``batch.items``: the real, non-special tokens, or the
+caller's ``mask``):
+
+* **order**: the items sorted by descending score, ties broken by the lower position
+  (:func:`attnfaith.metrics.descending_order`). Serrano & Smith sort with ``torch.sort`` (no tie rule) and push
+  padding to the end (``get_inds_of_sorted_attnshaped_vals``); padding and special tokens are simply never items here.
+* **variant k** (``k = 0..n_b``): the example with its top-``k`` items erased.
+
+  - ``level="attention"``: the attention weight on those keys is set to 0 in the chosen layer(s) and heads, for
+    every query row, and each row is L1-renormalised (Serrano & Smith: ``F.normalize(p=1)``; the ``"zero"``
+    intervention of :mod:`attnfaith.attention.interventions`). Serrano & Smith re-run only the classifier above one
+    attention layer with cached inputs (``classifier_from_attn_and_input_vects.py``); here the model runs in full
+    and attention layers other than the chosen ones are left as computed.
+  - ``level="token"``: the tokens leave the input. ``erase="delete"`` removes them from the sequence, the rest
+    closes up and the row is re-padded on its padding side to the original width (Jain & Wallace's
+    ``remove_and_run`` deletion; :func:`attnfaith.perturb.delete_positions` with ``trim=False``, so a row's layout
+    never depends on which other variants share its forward); ``erase="mask"`` puts the mask token (else the
+    padding id) in their place, an int puts that id (:func:`attnfaith.perturb.replace_positions`).
+
+* ``prediction[b]`` = argmax of the original output (softmax, or ``[1−σ, σ]`` for one logit).
+* ``curve[b, k]`` = probability of ``prediction[b]`` in variant ``k``; ``curve[b, 0]`` is the original; NaN for
+  ``k > n_b``.
+* ``n_removed[b]`` = the first ``k ≥ 1`` whose argmax differs from ``prediction[b]``; NaN if no ``k ≤ n_b`` does
+  (Serrano & Smith store −1 and leave such instances out of their means, ``report_frac_for_model``).
+* ``fraction_removed[b] = n_removed[b] / n_b`` (``needed_to_rem_frac_x_top_items_for_decflip``); NaN if never.
+* ``flipped[b]`` = the decision changed for some ``k ≤ n_b``.
+* ``aopc[b] = 1/(n_b+1) Σ_{k=0}^{n_b} (curve[b, 0] − curve[b, k])``: the area over the perturbation curve of Samek
+  et al. (2017, "Evaluating the visualization of what a deep neural network has learned", eq. 12), over the whole
+  curve (every item removed), whether or not the decision flipped.
+
+**The random ranking** (``attributions="random"``) is Serrano & Smith's ``n_random = 5`` random orders
+(``num_rand_samples_to_take``; seeded, see :mod:`attnfaith.evaluators.rankings`). Each order is run exactly like a
+fixed ranking; then, per example,
+
+* ``curve[b]`` and ``aopc[b]`` are the means over the orders (the AOPC of the mean curve);
+* ``n_removed[b]`` is the mean of ``n_removed`` over the orders that flipped (NaN if none did), so
+  ``fraction_removed[b] = n_removed[b] / n_b`` is the mean fraction over those orders;
+* ``flipped[b]`` = at least one order flipped;
+* ``n_removed_per_order`` ``[B, n_random]`` keeps every order's value.
+
+:meth:`ErasureResult.summary` pools ``(example, order)`` pairs, as Serrano & Smith's ``report_frac_for_model
+('avg_random')`` flattens the five random columns: mean fraction removed over the pairs that flipped, share of
+pairs that never flipped, mean AOPC. For a fixed ranking (one order) the pairs are the examples. Deliberate
+differences from that script: it selects the rows to average by whether the *from-bottom* ranking flipped and keeps
+the random orders' −1 entries in the mean; here never-flipped pairs are left out of the mean fraction and counted in
+``never_flipped``, and examples with a single item are kept (their script needs ``seq_len > 1``).
+
+**Engine.** All ``Σ_b n_b`` variants (times ``n_random`` for the random ranking; variant 0 is the original forward,
+never re-run) are packed, with no wasted forward for ``k > n_b``, and run through
+:class:`attnfaith.engine.VariantRunner` in chunks of ``max_examples_per_batch`` (default: from the model size and a
+memory budget). Erase masks are built on the device for a whole chunk at once from the rank of every item
+(``erase = items & (rank < k)``); there is no host synchronisation inside the loop (one before it, to count the
+variants, and one when the results are read). ``batched=False`` runs the same definitions as a plain Python loop, one
+forward per example and per removal (the tests' reference).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from attnfaith._inputs import Batch, call_model, probs_of
+from attnfaith._state import model_guard
+from attnfaith.attention import AttentionLayer, AttentionTap, AttentionUnreachableError
+from attnfaith.evaluators._base import Evaluator
+from attnfaith.evaluators._variants import AttentionVariants
+from attnfaith.evaluators.rankings import Ranking, auto_query, resolve_ranking
+from attnfaith.metrics import descending_order
+from attnfaith.perturb import delete_positions, mask_id_of, pad_id_of, replace_positions
+
+__all__ = ["ErasureFlip", "ErasureResult", "ErasureComparison"]
+
+_LEVELS = ("attention", "token")
+_ERASE = ("delete", "mask")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# helpers shared with single.py and uniform.py
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _listify(t: torch.Tensor | None) -> Any:
+    """A tensor as nested Python lists with NaN/inf → None (strict JSON)."""
+    if t is None:
+        return None
+    values = t.detach().cpu().tolist()
+
+    def clean(x):
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        return x
+
+    return clean(values)
+
+
+def _num(x: Any) -> Any:
+    """A float for JSON: NaN/inf → None."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool) or isinstance(x, int):
+        return str(x)
+    x = float(x)
+    return "nan" if not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(v) if not isinstance(v, str) else v for v in row) + " |")
+    return "\n".join(lines)
+
+
+def check_layer_spec(layer: Any, name: str = "layer") -> Any:
+    """Validate a layer choice: an int (negative counts from the end), a non-empty sequence of ints, or ``"all"``."""
+    if isinstance(layer, str):
+        if layer != "all":
+            raise ValueError(f"{name} must be an int, a list of ints or 'all', got {layer!r}")
+        return layer
+    if isinstance(layer, bool):
+        raise TypeError(f"{name} must be an int, a list of ints or 'all', got a bool")
+    if isinstance(layer, int):
+        return layer
+    if isinstance(layer, Iterable):
+        seq = list(layer)
+        if not seq or not all(isinstance(i, int) and not isinstance(i, bool) for i in seq):
+            raise ValueError(f"{name} must be an int, a non-empty list of ints or 'all', got {layer!r}")
+        return seq
+    raise TypeError(f"{name} must be an int, a list of ints or 'all', got {type(layer).__name__}")
+
+
+def check_heads(heads: Any, name: str = "heads") -> Any:
+    """Validate a head choice: None (every head), an int or a non-empty sequence of ints."""
+    if heads is None:
+        return None
+    if isinstance(heads, bool):
+        raise TypeError(f"{name} must be None, an int or a list of ints, got a bool")
+    if isinstance(heads, int):
+        return heads
+    if isinstance(heads, Iterable) and not isinstance(heads, str):
+        seq = list(heads)
+        if not seq or not all(isinstance(h, int) and not isinstance(h, bool) for h in seq):
+            raise ValueError(f"{name} must be None, an int or a non-empty list of ints, got {heads!r}")
+        return seq
+    raise TypeError(f"{name} must be None, an int or a list of ints, got {heads!r}")
+
+
+def check_query(query: Any) -> Any:
+    """Validate ``query``: ``"auto"``, ``"cls"``, ``"last"``, ``"mean"`` or an int row."""
+    if isinstance(query, str) and query in ("auto", "cls", "last", "mean"):
+        return query
+    if isinstance(query, int) and not isinstance(query, bool):
+        return query
+    raise ValueError(f"query must be 'auto', 'cls', 'last', 'mean' or an int, got {query!r}")
+
+
+def probe_layers(model: nn.Module, batch: Batch, modules: Sequence[str] | None = None) -> tuple[AttentionLayer, ...]:
+    """The attention layers of ``model``, from one forward of the first row of ``batch`` under a tap."""
+    with torch.no_grad(), AttentionTap(model, capture=None, modules=modules) as tap:
+        call_model(model, batch.index_rows(torch.zeros(1, dtype=torch.long, device=batch.device)))
+    return tap.layers
+
+
+def resolve_layers(spec: Any, infos: Sequence[AttentionLayer], name: str = "layer", *,
+                   all_means: str = "input_keys") -> list[int]:
+    """Layer indices (sorted, non-negative) for a validated ``spec``.
+
+    ``"all"`` with ``all_means="input_keys"``: the layers whose keys are the input tokens (every layer, except in an
+    encoder–decoder model, where the decoder's causal self-attention is left out); ``all_means="every"``: every layer.
+    ``ValueError`` naming ``name`` for an index out of range.
+    """
+    n = len(infos)
+    if n == 0:
+        raise ValueError(f"{name}: the model has no attention layer the tap can reach")
+    if spec == "all":
+        if all_means == "input_keys" and any(l.kind == "cross" for l in infos):
+            return [i for i, l in enumerate(infos) if l.kind == "cross" or not l.causal]
+        return list(range(n))
+    seq = [spec] if isinstance(spec, int) else list(spec)
+    out = []
+    for i in seq:
+        if not -n <= i < n:
+            raise ValueError(f"{name}={spec!r} is out of range: the model has {n} attention layers")
+        out.append(i % n)
+    return sorted(set(out))
+
+
+def validate_heads_for(heads: Any, infos: Sequence[AttentionLayer], layers: Sequence[int], name: str = "heads") -> None:
+    if heads is None:
+        return
+    seq = [heads] if isinstance(heads, int) else list(heads)
+    for layer in layers:
+        h = infos[layer].num_heads
+        bad = [x for x in seq if not -h <= x < h]
+        if bad:
+            raise ValueError(f"{name}={heads!r} is out of range: attention layer {layer} has {h} heads")
+
+
+def check_items(batch: Batch, name: str = "inputs", minimum: int = 1) -> None:
+    """``ValueError`` naming ``name`` if an example has fewer than ``minimum`` items."""
+    n = batch.n_items
+    bad = (n < minimum).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(
+            f"{name}: example(s) {bad} have fewer than {minimum} real item(s) to erase (items are the real, "
+            "non-special, non-padding tokens, or the positions of mask=)"
+        )
+
+
+def erase_id_for(model: nn.Module, erase: Any, tokenizer: Any = None) -> int | None:
+    """The id ``erase`` puts in place of a token (None for ``"delete"``)."""
+    if erase == "delete":
+        return None
+    if erase == "mask":
+        return mask_id_of(model, tokenizer)
+    return int(erase)
+
+
+def _ranks(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """``rank[b, t]``: position of token ``t`` in the descending order of row ``b`` (0 = removed first)."""
+    order = descending_order(scores, items).order
+    B, T = order.shape
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(T, device=order.device).expand(B, T))
+    return rank
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# results
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ErasureResult:
+    """Decision-flip erasure of one ranking (see the module docstring for the exact definitions).
+
+    Per-example tensors (``B`` examples, ``T`` tokens, ``R`` orders: 1, or ``n_random`` for the random ranking):
+
+    Attributes:
+        method: the ranking's label.
+        level: ``"attention"`` or ``"token"``; ``erase``: ``"delete"``/``"mask"``/an id for the token level.
+        n_items: ``[B]`` items per example.
+        prediction: ``[B]`` originally predicted class.
+        n_removed: ``[B]`` float, removals until the decision first changed; NaN where it never did.
+        fraction_removed: ``[B]`` ``n_removed / n_items``.
+        flipped: ``[B]`` bool.
+        curve: ``[B, T+1]`` probability of ``prediction`` after k removals (NaN past ``n_items``).
+        aopc: ``[B]`` area over the perturbation curve.
+        scores: ``[B, T]`` the ranking scores (the attributions; None for the random ranking, whose orders'
+            scores are in ``order_scores``).
+        items: ``[B, T]`` bool, the positions that were ranked and removed.
+        input_ids: ``[B, T]`` the inputs (for visualisation).
+        n_removed_per_order: ``[B, R]`` float (NaN: that order never flipped).
+        aopc_per_order: ``[B, R]``.
+        order_scores: the ``R`` score tensors ``[B, T]`` of the orders.
+    """
+
+    method: str
+    level: str
+    erase: Any
+    n_items: torch.Tensor
+    prediction: torch.Tensor
+    n_removed: torch.Tensor
+    fraction_removed: torch.Tensor
+    flipped: torch.Tensor
+    curve: torch.Tensor
+    aopc: torch.Tensor
+    scores: torch.Tensor | None
+    items: torch.Tensor
+    input_ids: torch.Tensor
+    n_removed_per_order: torch.Tensor
+    aopc_per_order: torch.Tensor
+    order_scores: list[torch.Tensor] = field(default_factory=list, repr=False)
+
+    @property
+    def n_orders(self) -> int:
+        return int(self.n_removed_per_order.shape[1])
+
+    @property
+    def probability(self) -> torch.Tensor:
+        """``[B]`` original probability of the predicted class (``curve[:, 0]``)."""
+        return self.curve[:, 0]
+
+    def __len__(self) -> int:
+        return int(self.n_items.shape[0])
+
+    def summary(self) -> dict[str, Any]:
+        """Means over ``(example, order)`` pairs (one order for a fixed ranking; see the module docstring):
+
+        ``mean_fraction_removed`` / ``mean_n_removed`` over the pairs that flipped (NaN if none),
+        ``never_flipped``: share of pairs whose decision never changed, ``mean_aopc``.
+        """
+        nr = self.n_removed_per_order.detach().double().cpu()
+        n = self.n_items.detach().double().cpu()[:, None].expand_as(nr)
+        flipped = ~torch.isnan(nr)
+        frac = nr / n
+        pairs = nr.numel()
+        return {
+            "method": self.method,
+            "level": self.level,
+            "erase": self.erase if self.level == "token" else None,
+            "n_examples": len(self),
+            "n_orders": self.n_orders,
+            "mean_fraction_removed": float(frac[flipped].mean()) if flipped.any() else float("nan"),
+            "mean_n_removed": float(nr[flipped].mean()) if flipped.any() else float("nan"),
+            "never_flipped": float((~flipped).double().mean()) if pairs else float("nan"),
+            "mean_aopc": float(self.aopc_per_order.detach().double().cpu().mean()) if pairs else float("nan"),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable: the summary and every per-example value (NaN → None)."""
+        s = self.summary()
+        return {
+            "summary": {k: (_num(v) if isinstance(v, float) else v) for k, v in s.items()},
+            "n_items": _listify(self.n_items),
+            "prediction": _listify(self.prediction),
+            "n_removed": _listify(self.n_removed),
+            "fraction_removed": _listify(self.fraction_removed),
+            "flipped": _listify(self.flipped),
+            "curve": _listify(self.curve),
+            "aopc": _listify(self.aopc),
+            "n_removed_per_order": _listify(self.n_removed_per_order),
+            "scores": _listify(self.scores),
+        }
+
+    def to_markdown(self) -> str:
+        s = self.summary()
+        title = f"ErasureFlip ({s['level']}{'' if s['level'] == 'attention' else ', erase=' + str(s['erase'])})"
+        table = _markdown_table(
+            ["ranking", "mean fraction removed", "never flipped", "mean AOPC", "examples", "orders"],
+            [[s["method"], s["mean_fraction_removed"], s["never_flipped"], s["mean_aopc"], s["n_examples"],
+              s["n_orders"]]],
+        )
+        return f"**{title}**\n\n{table}"
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+@dataclass
+class ErasureComparison:
+    """Several rankings on the same inputs: ``results`` (name → :class:`ErasureResult`) and one table."""
+
+    results: dict[str, ErasureResult]
+
+    @property
+    def table(self) -> dict[str, dict[str, Any]]:
+        """name → the ranking's :meth:`ErasureResult.summary`."""
+        return {name: r.summary() for name, r in self.results.items()}
+
+    def __getitem__(self, name: str) -> ErasureResult:
+        return self.results[name]
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        return self.table
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: r.to_dict() for name, r in self.results.items()}
+
+    def to_markdown(self) -> str:
+        rows = []
+        for name, s in self.table.items():
+            rows.append([name, s["mean_fraction_removed"], s["never_flipped"], s["mean_aopc"], s["n_examples"],
+                         s["n_orders"]])
+        return _markdown_table(
+            ["ranking", "mean fraction removed", "never flipped", "mean AOPC", "examples", "orders"], rows
+        )
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the evaluator
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class ErasureFlip(Evaluator):
+    """Decision-flip erasure curves (Serrano & Smith 2019, section 5) for any ranking of the input tokens.
+
+    Example::
+
+        ef = ErasureFlip(model)                                   # attention level, last layer, all heads
+        res = ef.evaluate(enc, "attention")                       # or a [B, T] tensor, a Captum object, "random"
+        res.fraction_removed, res.flipped, res.curve, res.summary()
+        print(ef.compare(enc, {"attention": "attention", "ig": lig, "random": "random"}))
+
+    Args:
+        model: a HuggingFace model or a custom model (see :class:`attnfaith.AttentionTap`).
+        level: ``"attention"`` (zero the item's attention weight and renormalise) or ``"token"`` (erase the token).
+        layer: the attention layer(s) erased at ``level="attention"`` and read by the attention-based ranking names:
+            an int (negative counts from the end; ``-1`` = the last layer: for T5/BART the last decoder
+            cross-attention), a list of ints, or ``"all"`` (every layer whose keys are the input tokens).
+        heads: None (every head), an int or a list of heads (erased at the attention level; the attention-based
+            ranking names average over them).
+        erase: ``level="token"`` only: ``"delete"`` (default), ``"mask"`` (mask token, else padding) or an int id.
+        n_random: orders of the ``"random"`` ranking (Serrano & Smith: 5).
+        seed: seed of the random orders.
+        query: which query row the attention-based ranking names read: ``"auto"`` (default; see
+            :func:`attnfaith.evaluators.rankings.auto_query`), ``"cls"``, ``"last"``, ``"mean"`` or an int.
+        modules: module names for :class:`attnfaith.AttentionTap` (custom models whose attention is not an
+            :class:`attnfaith.nn.AttentionSoftmax`).
+        max_examples_per_batch, memory_budget, progress: see :class:`attnfaith.evaluators._base.Evaluator`.
+        prefix: at the attention level, run the variants through the blocks from the first erased layer up only,
+            from a cache of the hidden states below (:class:`attnfaith.attention.prefix.PrefixCache`; complete
+            forwards where it does not apply). Same results up to float rounding.
+        dtype: ``torch.autocast`` dtype for the forwards (e.g. ``torch.bfloat16`` on CUDA); None: the model's.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        level: str = "attention",
+        layer: Any = -1,
+        heads: Any = None,
+        erase: Any = "delete",
+        *,
+        n_random: int = 5,
+        seed: int = 0,
+        query: Any = "auto",
+        modules: Sequence[str] | None = None,
+        max_examples_per_batch: int | None = None,
+        memory_budget: int | None = None,
+        progress: bool = False,
+        prefix: bool = True,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget,
+                         progress=progress)
+        self.prefix = bool(prefix)
+        self.dtype = dtype
+        if level not in _LEVELS:
+            raise ValueError(f"level must be 'attention' or 'token', got {level!r}")
+        if isinstance(erase, bool) or not (erase in _ERASE if isinstance(erase, str) else isinstance(erase, int)):
+            raise ValueError(f"erase must be 'delete', 'mask' or an int token id, got {erase!r}")
+        if isinstance(erase, int):
+            vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+            if erase < 0 or (isinstance(vocab, int) and erase >= vocab):
+                raise ValueError(f"erase={erase} is not a token id of the model (vocabulary size {vocab})")
+        if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
+            raise ValueError(f"n_random must be a positive int, got {n_random!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.level = level
+        self.layer = check_layer_spec(layer, "layer")
+        self.heads = check_heads(heads, "heads")
+        self.erase = erase
+        self.n_random = n_random
+        self.seed = seed
+        self.query = check_query(query)
+        self.modules = list(modules) if modules is not None else None
+
+    # ------------------------------------------------------------------------------------------------ public API
+    def evaluate(
+        self,
+        inputs: Any,
+        attributions: Any = "attention",
+        target: Any = None,
+        additional_forward_args: Any = None,
+        max_examples_per_batch: int | None = None,
+        *,
+        mask: torch.Tensor | None = None,
+        tokenizer: Any = None,
+        special_ids: Iterable[int] | None = None,
+        batched: bool = True,
+        name: str | None = None,
+        full_curve: bool = True,
+    ) -> ErasureResult:
+        """Run the erasure for one ranking.
+
+        Args:
+            inputs, additional_forward_args: Captum's convention (ids + ``(attention_mask, ...)``) or a tokenizer's
+                output (see :mod:`attnfaith._inputs`).
+            attributions: a ``[B, T]`` tensor, an object with Captum's ``.attribute`` (run on the inputs for
+                ``target``), or one of ``"attention"``, ``"gradient"``, ``"attention_x_gradient"``, ``"random"``.
+            target: the class the attribution explains (None: the predicted class). The curve and the flips always
+                follow the originally predicted class.
+            max_examples_per_batch: variants per forward for this call.
+            mask: BoolTensor ``[B, T]`` of the items (default: real, non-special tokens).
+            tokenizer, special_ids: where special ids (and the mask token) come from.
+            batched: False → one forward per example and removal (the reference path).
+            name: the label in reports (default: the ranking's name).
+            full_curve: False → stop each example at its first flip (early exit): ``n_removed``,
+                ``fraction_removed`` and ``flipped`` are unchanged, ``curve`` stops at the flip (NaN after it) and
+                ``aopc`` is NaN for flipped examples (it needs the whole curve).
+        """
+        batch = self.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
+        check_items(batch, "inputs")
+        with model_guard(self.model):
+            layers, query = self._layers_and_query(batch, attributions)
+            ranking = self._ranking(attributions, batch, target, layers, query)
+            return self._evaluate_ranking(batch, ranking, layers, max_examples_per_batch, batched, tokenizer,
+                                          name=name, full_curve=full_curve)
+
+    def compare(
+        self,
+        inputs: Any,
+        attributions: Mapping[str, Any] | Sequence[str],
+        target: Any = None,
+        additional_forward_args: Any = None,
+        max_examples_per_batch: int | None = None,
+        *,
+        mask: torch.Tensor | None = None,
+        tokenizer: Any = None,
+        special_ids: Iterable[int] | None = None,
+        batched: bool = True,
+        full_curve: bool = True,
+    ) -> ErasureComparison:
+        """Run several rankings on the same inputs: ``{"attention": "attention", "ig": lig, "random": "random"}``
+        (or a list of ranking names). Returns an :class:`ErasureComparison` (``.table``, ``.to_markdown()``)."""
+        if isinstance(attributions, Mapping):
+            named = dict(attributions)
+        elif isinstance(attributions, (list, tuple)) and all(isinstance(a, str) for a in attributions):
+            named = {a: a for a in attributions}
+        else:
+            raise TypeError("attributions must be a mapping name -> attributions, or a list of ranking names")
+        if not named:
+            raise ValueError("attributions must name at least one ranking")
+        batch = self.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
+        check_items(batch, "inputs")
+        results = {}
+        with model_guard(self.model):
+            for key, attr in named.items():
+                layers, query = self._layers_and_query(batch, attr)
+                ranking = self._ranking(attr, batch, target, layers, query, name=f"attributions[{key!r}]")
+                results[key] = self._evaluate_ranking(batch, ranking, layers, max_examples_per_batch, batched,
+                                                      tokenizer, name=key, full_curve=full_curve)
+        return ErasureComparison(results)
+
+    # ------------------------------------------------------------------------------------------------ internals
+    def _needs_layers(self, attributions: Any) -> bool:
+        return self.level == "attention" or (isinstance(attributions, str) and attributions != "random")
+
+    def _layers_and_query(self, batch: Batch, attributions: Any) -> tuple[list[int] | None, Any]:
+        if not self._needs_layers(attributions):
+            # token level with a ranking that reads no attention: the layers are unused, but a bad ``layer`` is
+            # still reported when the model has attention the tap can reach
+            try:
+                infos = probe_layers(self.model, batch, self.modules)
+            except AttentionUnreachableError:
+                return None, "cls"
+            resolve_layers(self.layer, infos, "layer")
+            return None, "cls"
+        infos = probe_layers(self.model, batch, self.modules)
+        layers = resolve_layers(self.layer, infos, "layer")
+        validate_heads_for(self.heads, infos, layers, "heads")
+        query = auto_query(infos, layers) if self.query == "auto" else self.query
+        return layers, query
+
+    def _ranking(self, attributions: Any, batch: Batch, target: Any, layers, query,
+                 name: str = "attributions") -> Ranking:
+        return resolve_ranking(attributions, self.model, batch, target, layers=layers, heads=self.heads, query=query,
+                               n_random=self.n_random, seed=self.seed, name=name)
+
+    def _tap(self) -> AttentionTap:
+        return AttentionTap(self.model, capture=None, modules=self.modules)
+
+    def _forward(self, sub: Batch, erase: torch.Tensor | None, tap: AttentionTap | None, layers,
+                 replacement, width: int | None = None) -> torch.Tensor:
+        """Output distribution ``[n, C]`` of the rows of ``sub`` with ``erase`` ``[n, T]`` erased (None: nothing).
+
+        ``width``: keep only the first ``width`` columns after erasing (right-padded inputs whose rows are all at
+        most that long: the cut columns are padding)."""
+        model = self.model
+        if erase is None:
+            return probs_of(self._call(sub))
+        if self.level == "attention":
+            iv = tap.intervene("zero", erase, layers=tuple(layers), heads=self.heads)
+            try:
+                return probs_of(self._call(sub))
+            finally:
+                tap.remove(iv)
+        if replacement is None:
+            varied = delete_positions(sub, erase, pad_id_of(model), trim=False)
+        else:
+            varied = replace_positions(sub, erase, replacement)
+        if width is not None and width < varied.length:
+            varied = varied.with_tokens(varied.input_ids[:, :width], varied.attention_mask[:, :width],
+                                        varied.items[:, :width],
+                                        {k: v[:, :width] for k, v in varied.token_args.items()})
+        return probs_of(self._call(varied))
+
+    def _call(self, sub: Batch) -> torch.Tensor:
+        if self.dtype is not None:
+            with torch.autocast(device_type=sub.device.type, dtype=self.dtype):
+                return call_model(self.model, sub).float()
+        return call_model(self.model, sub)
+
+    def _evaluate_ranking(self, batch: Batch, ranking: Ranking, layers, max_examples_per_batch, batched: bool,
+                          tokenizer: Any, name: str | None = None, full_curve: bool = True) -> ErasureResult:
+        replacement = erase_id_for(self.model, self.erase, tokenizer) if self.level == "token" else None
+        runner = self.runner_for(max_examples_per_batch)
+        tap = self._tap() if self.level == "attention" else None
+        with torch.inference_mode():
+            if tap is not None:
+                tap.__enter__()
+            try:
+                if batched:
+                    pred, curve, first = self._run_batched(batch, ranking, runner, tap, layers, replacement,
+                                                           full_curve)
+                else:
+                    pred, curve, first = self._run_plain(batch, ranking, tap, layers, replacement)
+            finally:
+                if tap is not None:
+                    tap.__exit__(None, None, None)
+        return self._result(batch, ranking, pred, curve, first, name)
+
+    def _run_batched(self, batch: Batch, ranking: Ranking, runner, tap, layers, replacement, full_curve: bool = True):
+        """Returns ``pred [B]``, ``curve [R, B, T+1]`` and ``first [R, B]`` (first flipping k, ``T+1`` if none).
+
+        Attention level: the variants run through :class:`AttentionVariants` (prefix cache: only the blocks from
+        the first erased layer up run per variant). Token level on right-padded inputs: variants are sorted by
+        their length and each chunk is cut to its longest row (length bucketing), so shortened rows do not pay for
+        padding. ``full_curve=False``: removal steps run in rounds and an (order, example) pair leaves the work as
+        soon as its decision flips (early exit); the curve then stops at the flip.
+        """
+        B, T = batch.input_ids.shape
+        device = batch.device
+        R = len(ranking.scores)
+        items = batch.items
+        n = items.sum(-1)
+        passes = None
+        if self.level == "attention":
+            passes = AttentionVariants(self.model, tap, batch, min(layers), runner, prefix=self.prefix,
+                                       autocast=self.dtype)
+            logits, _ = passes.original()
+            p_orig = probs_of(logits)
+        else:
+            def original(start: int, stop: int) -> torch.Tensor:
+                return self._forward(batch.index_rows(torch.arange(start, stop, device=device)), None, tap, layers,
+                                     replacement)
+
+            p_orig = runner.run(B, original, seq_len=T, device=device)
+        try:
+            return self._variant_rounds(batch, ranking, runner, passes, layers, replacement, p_orig, full_curve)
+        finally:
+            if passes is not None:
+                passes.__exit__(None, None, None)
+
+    def _variant_rounds(self, batch, ranking, runner, passes, layers, replacement, p_orig, full_curve):
+        B, T = batch.input_ids.shape
+        device = batch.device
+        R = len(ranking.scores)
+        items = batch.items
+        pred = p_orig.argmax(-1)
+        p0 = p_orig.gather(1, pred[:, None]).squeeze(1)
+        rank = torch.cat([_ranks(s, items) for s in ranking.scores])  # [E, T]
+        src = torch.arange(B, device=device).repeat(R)  # e -> example row
+        E = R * B
+        n_e = items.sum(-1).repeat(R)
+        real_len = (batch.attention_mask != 0).sum(-1).repeat(R)
+        never = T + 1
+        curve = torch.full((E, T + 1), float("nan"), dtype=torch.float32, device=device)
+        curve[:, 0] = p0[src].float()
+        first = torch.full((E,), never, dtype=torch.long, device=device)
+        n_host = n_e.cpu()  # one synchronisation: the number of variants of every pair
+        bucket = self.level == "token" and not batch.left_padded
+        len_host = real_len.cpu() if bucket else None
+        chunk = runner.chunk_size(T, device)
+
+        def run_pairs(e_idx: torch.Tensor, k_idx: torch.Tensor, e_host: torch.Tensor, k_host: torch.Tensor) -> None:
+            """Run the variants (e, k) and record their probabilities and flips."""
+            total = int(e_host.numel())
+            if total == 0:
+                return
+            if bucket:
+                # the variants' real lengths after erasing, longest first: chunks hold rows of similar length
+                lengths = len_host[e_host] - (k_host if replacement is None else 0)
+                order_host = torch.sort(-lengths, stable=True).indices
+                lengths = lengths[order_host]
+                order = order_host.to(device)
+                e_idx, k_idx = e_idx[order], k_idx[order]
+            else:
+                lengths = None
+
+            def variants(start: int, stop: int) -> torch.Tensor:
+                e = e_idx[start:stop]
+                k = k_idx[start:stop]
+                rows = src[e]
+                width = int(lengths[start]) if lengths is not None else T
+                erase = batch.items.index_select(0, rows) & (rank.index_select(0, e) < k[:, None])
+                if passes is not None:
+                    out = passes.run(rows, [("zero", erase, {"layers": tuple(layers), "heads": self.heads})])
+                    return probs_of(out)
+                return self._forward(batch.index_rows(rows), erase, None, layers, replacement, width=width)
+
+            probs = runner.run(total, variants, seq_len=T, device=device)
+            target = pred[src][e_idx]
+            curve[e_idx, k_idx] = probs.gather(1, target[:, None]).squeeze(1).float()
+            flip = probs.argmax(-1) != target
+            first.scatter_reduce_(0, e_idx, torch.where(flip, k_idx, torch.full_like(k_idx, never)), reduce="amin")
+
+        if full_curve:
+            e_host = torch.repeat_interleave(torch.arange(E), n_host)
+            offsets = torch.cumsum(n_host, 0) - n_host
+            k_host = torch.arange(int(n_host.sum())) - offsets[e_host] + 1
+            run_pairs(e_host.to(device), k_host.to(device), e_host, k_host)
+        else:
+            active = torch.arange(E)
+            k_start = 1
+            while active.numel():
+                steps = max(1, -(-chunk // int(active.numel())))  # about one chunk of variants per round
+                ks = torch.arange(k_start, k_start + steps)
+                e_host = active.repeat_interleave(steps)
+                k_host = ks.repeat(int(active.numel()))
+                keep = k_host <= n_host[e_host]
+                e_host, k_host = e_host[keep], k_host[keep]
+                run_pairs(e_host.to(device), k_host.to(device), e_host, k_host)
+                k_start += steps
+                first_host = first.cpu()  # one synchronisation per round
+                active = active[(first_host[active] == never) & (n_host[active] >= k_start)]
+        return pred, curve.view(R, B, T + 1), first.view(R, B)
+
+    def _run_plain(self, batch: Batch, ranking: Ranking, tap, layers, replacement):
+        """The reference: a Python loop, one forward per example and per removal."""
+        B, T = batch.input_ids.shape
+        device = batch.device
+        R = len(ranking.scores)
+        never = T + 1
+        curve = torch.full((R, B, T + 1), float("nan"), dtype=torch.float32, device=device)
+        first = torch.full((R, B), never, dtype=torch.long, device=device)
+        pred = torch.zeros(B, dtype=torch.long, device=device)
+        for b in range(B):
+            row = batch.index_rows(torch.tensor([b], device=device))
+            p = self._forward(row, None, tap, layers, replacement)[0]
+            c = int(p.argmax())
+            pred[b] = c
+            positions = [t for t in range(T) if bool(batch.items[b, t])]
+            for r, scores in enumerate(ranking.scores):
+                s = scores[b].tolist()
+                order = sorted(positions, key=lambda t: (-s[t], t))
+                curve[r, b, 0] = p[c]
+                for k in range(1, len(order) + 1):
+                    erase = torch.zeros(1, T, dtype=torch.bool, device=device)
+                    erase[0, order[:k]] = True
+                    q = self._forward(row, erase, tap, layers, replacement)[0]
+                    curve[r, b, k] = q[c]
+                    if int(q.argmax()) != c and int(first[r, b]) == never:
+                        first[r, b] = k
+        return pred, curve, first
+
+    def _result(self, batch: Batch, ranking: Ranking, pred, curve, first, name) -> ErasureResult:
+        R, B, T1 = curve.shape
+        n = batch.n_items
+        nf = n.to(curve.dtype)
+        flipped_o = first <= n[None, :]  # [R, B]
+        n_removed_o = torch.where(flipped_o, first.to(curve.dtype), torch.full_like(curve[..., 0], float("nan")))
+        p0 = curve[..., :1]
+        diff = torch.where(torch.isnan(curve), torch.zeros_like(curve), p0 - curve)
+        aopc_o = diff.sum(-1) / (nf[None, :] + 1)  # [R, B]
+        complete = (~torch.isnan(curve)).sum(-1) == (n[None, :] + 1)  # an early-exit curve stops at the flip
+        aopc_o = torch.where(complete, aopc_o, torch.full_like(aopc_o, float("nan")))
+        if R == 1:
+            n_removed = n_removed_o[0]
+        else:
+            n_removed = torch.nanmean(n_removed_o, dim=0)  # NaN where no order flipped
+        return ErasureResult(
+            method=name or ranking.name,
+            level=self.level,
+            erase=self.erase if self.level == "token" else None,
+            n_items=n,
+            prediction=pred,
+            n_removed=n_removed,
+            fraction_removed=n_removed / nf,
+            flipped=flipped_o.any(0),
+            curve=curve.mean(0),
+            aopc=aopc_o.mean(0),
+            scores=None if ranking.random else ranking.scores[0],
+            items=batch.items,
+            input_ids=batch.input_ids,
+            n_removed_per_order=n_removed_o.t().contiguous(),
+            aopc_per_order=aopc_o.t().contiguous(),
+            order_scores=list(ranking.scores),
+        )

@@ -1,0 +1,319 @@
+"""Randomly permuted attention (Jain & Wallace 2019, §4.2).
+
+Jain & Wallace's ``permute_attn(num_perm=100)`` shuffles the attention weights over the real tokens only
+(``np.random.permutation(L−2)+1``: ``<SOS>``, ``<EOS>`` and padding stay in place), re-runs the decoder and records
+``|ŷ_perm − ŷ|`` (binary, mean over outputs) or ``½Σ|softmax diff|`` (QA) — the total variation distance between the
+output distributions. ``PlottingBC.plot_permutations`` plots, per instance, the *median* over the permutations against
+the instance's maximum attention weight, binned into ``[0, .25), [.25, .5), [.5, .75), [.75, 1]``, by predicted class
+(violin plots; there is no numeric table).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from attnfaith._inputs import Batch, call_model, probs_of
+from attnfaith._state import model_guard
+from attnfaith.attention import AttentionTap, real_key_permutation
+from attnfaith.attr._base import reduce_attention, validate_query
+from attnfaith.evaluators._variants import AttentionVariants
+from attnfaith.evaluators._base import Evaluator
+from attnfaith.evaluators.kendall import _clean, _fmt, _listify, _pad_cat, resolve_query
+from attnfaith.metrics import tvd
+
+__all__ = ["PermutationTVD", "PermutationTVDResult", "MAX_ATTENTION_BINS"]
+
+#: Jain & Wallace's bins of the maximum attention weight (``plot_violin_by_class``: 4 bins over [0, 1])
+MAX_ATTENTION_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def check_layer(layer: Any) -> int:
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise TypeError(f"layer must be an int (negative counts from the last attention layer), got {layer!r}")
+    return layer
+
+
+def check_query(query: Any) -> Any:
+    if query == "auto":
+        return query
+    q = validate_query(query)
+    if q == "mean":
+        raise ValueError("query must be 'auto', 'cls', 'last' or an int row here ('mean' is not a single row)")
+    return q
+
+
+def query_index(query: Any, Tq: int, attention_mask: torch.Tensor) -> torch.Tensor:
+    """LongTensor ``[B]``: the query row each example's ``query`` rule picks (as :func:`reduce_attention`)."""
+    B = attention_mask.shape[0]
+    device = attention_mask.device
+    if Tq == 1:
+        return torch.zeros(B, dtype=torch.long, device=device)
+    m = attention_mask[:, :Tq] != 0
+    if query == "cls":
+        return m.long().argmax(dim=-1)
+    if query == "last":
+        pos = torch.arange(Tq, device=device).expand(B, Tq)
+        return torch.where(m, pos, torch.zeros_like(pos)).max(dim=-1).values
+    if not -Tq <= query < Tq:
+        raise ValueError(f"query: row {query} is out of range for {Tq} query positions")
+    return torch.full((B,), query % Tq, dtype=torch.long, device=device)
+
+
+def max_attention_of(att: torch.Tensor, query: Any, batch: Batch) -> torch.Tensor:
+    """Max over the items of the layer's attention reduced like :class:`AttentionAttribution` (mean over heads of the
+    chosen query row; the single row of one-query attention). 0 for an example without items."""
+    scores = reduce_attention(att.float(), "mean", query, batch.attention_mask)
+    if scores.shape != batch.items.shape:
+        return scores.max(dim=-1).values
+    return torch.where(batch.items, scores, torch.zeros_like(scores)).max(dim=-1).values
+
+
+def bin_summary(values: torch.Tensor, max_attention: torch.Tensor, name: str) -> dict[str, dict[str, float]]:
+    """``values`` grouped by Jain & Wallace's max-attention bins: n, mean and median per bin (and ``"all"``)."""
+    values = values.detach().double().cpu()
+    ma = max_attention.detach().double().cpu()
+    edges = MAX_ATTENTION_BINS
+    out: dict[str, dict[str, float]] = {}
+    for i in range(len(edges) - 1):
+        lo, hi = edges[i], edges[i + 1]
+        last = i == len(edges) - 2
+        sel = (ma >= lo) & ((ma <= hi) if last else (ma < hi))
+        label = f"[{lo:.2f}, {hi:.2f}{']' if last else ')'}"
+        out[label] = _group(values[sel], name)
+    out["all"] = _group(values, name)
+    return out
+
+
+def _group(v: torch.Tensor, name: str) -> dict[str, float]:
+    v = v[torch.isfinite(v)]
+    n = int(v.numel())
+    return {
+        "n": n,
+        f"{name}_mean": float(v.mean()) if n else math.nan,
+        f"{name}_median": float(v.quantile(0.5)) if n else math.nan,
+    }
+
+
+def bins_markdown(title: str, summary: dict[str, dict[str, float]], name: str) -> str:
+    rows = [title, "", f"| max attention | n | mean {name} | median {name} |", "|---|---|---|---|"]
+    for label, s in summary.items():
+        rows.append(f"| {label} | {s['n']} | {_fmt(s[f'{name}_mean'])} | {_fmt(s[f'{name}_median'])} |")
+    return "\n".join(rows)
+
+
+@dataclass
+class PermutationTVDResult:
+    """Output change under random permutations of one layer's attention.
+
+    Attributes:
+        tvd: ``[B, n_permutations]``: TVD between the output distribution with permutation ``i`` and the original.
+        median: ``[B]`` median over the permutations (numpy's median: mean of the two middle values for even n),
+            the statistic Jain & Wallace plot.
+        max: ``[B]`` max over the permutations.
+        max_attention: ``[B]`` the largest attention weight on an item (see :class:`PermutationTVD`).
+        permutations: LongTensor ``[B, n, T]`` (or ``[B, n, H, T]`` with ``per_head``): ``perm[b, i, k]`` is the key
+            whose weight moved to key ``k`` (the tap's ``"permute"`` intervention), identity off the items.
+        predicted: ``[B]`` the model's predicted class.
+        items: ``[B, T]`` the shuffled positions.
+        layer: the permuted layer (non-negative index in the tap's call order).
+    """
+
+    tvd: torch.Tensor
+    median: torch.Tensor
+    max: torch.Tensor
+    max_attention: torch.Tensor
+    permutations: torch.Tensor
+    predicted: torch.Tensor
+    items: torch.Tensor
+    layer: int
+    per_head: bool = False
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Median-over-permutations TVD per max-attention bin (JW's violin plot, as numbers): n, mean and median
+        of the per-example medians, per bin and ``"all"``."""
+        return bin_summary(self.median, self.max_attention, "tvd")
+
+    def to_markdown(self) -> str:
+        return bins_markdown(
+            f"Permuted attention, layer {self.layer}: median TVD over {self.tvd.shape[1]} permutations "
+            "(Jain & Wallace 2019, §4.2)", self.summary(), "tvd")
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "per_head": self.per_head,
+            "tvd": _listify(self.tvd),
+            "median": _listify(self.median),
+            "max": _listify(self.max),
+            "max_attention": _listify(self.max_attention),
+            "permutations": _listify(self.permutations),
+            "predicted": _listify(self.predicted),
+            "items": _listify(self.items),
+            "summary": _clean(self.summary()),
+        }
+
+    @classmethod
+    def concat(cls, results: Iterable["PermutationTVDResult"]) -> "PermutationTVDResult":
+        """One result from several batches' results (token axis right-padded; padded keys map to themselves)."""
+        results = list(results)
+        if not results:
+            raise ValueError("results: nothing to concatenate")
+        width = max(r.permutations.shape[-1] for r in results)
+        perms = []
+        for r in results:
+            p = r.permutations
+            if p.shape[-1] < width:
+                extra = torch.arange(p.shape[-1], width, device=p.device).expand(*p.shape[:-1], -1)
+                p = torch.cat([p, extra], dim=-1)
+            perms.append(p)
+        return cls(
+            tvd=torch.cat([r.tvd for r in results]), median=torch.cat([r.median for r in results]),
+            max=torch.cat([r.max for r in results]), max_attention=torch.cat([r.max_attention for r in results]),
+            permutations=torch.cat(perms), predicted=torch.cat([r.predicted for r in results]),
+            items=_pad_cat([r.items for r in results], False), layer=results[0].layer, per_head=results[0].per_head,
+        )
+
+
+class PermutationTVD(Evaluator):
+    """Randomly permute one layer's attention over the items and measure the output change (Jain & Wallace 2019).
+
+    For each example ``b`` and permutation ``i`` (``i < n_permutations``), the layer's attention
+    ``α[b, h, q, k]`` becomes ``α[b, h, q, π_{b,i}(k)]`` for every head ``h`` and query row ``q`` (the same key
+    permutation for all heads by default; ``per_head=True`` draws one per head), where ``π_{b,i}`` shuffles the items
+    of ``b`` (real, non-special tokens, or the caller's ``mask``) and leaves every other key in place — Jain &
+    Wallace's ``np.random.permutation(L−2)+1`` (special tokens and padding never move). In a causal layer, weight
+    moved onto a future key is dropped and the row renormalised (the tap's ``"permute"``). Then
+
+        tvd[b, i] = TVD(p(x_b), p(x_b | α permuted by π_{b,i})) = ½ Σ_c |p_c − p'_c|
+
+    which is JW's ``|ŷ_perm − ŷ|`` for their one-output binary models and their QA value. ``target`` is not used
+    (the TVD covers every class); ``attributions`` must be None (the attention itself is tested).
+
+    ``max_attention[b]``: the largest weight on an item of the layer's attention reduced as
+    :class:`attnfaith.attr.AttentionAttribution` does (mean over heads of the query row ``query``; the single row of
+    one-query attention such as JW's additive attention).
+
+    Permutations are drawn on the CPU from ``torch.Generator().manual_seed(seed)`` for the whole batch at once
+    (:func:`attnfaith.attention.real_key_permutation`), so the same seed gives the same permutations and results
+    whatever ``max_examples_per_batch`` and device; they are returned so any entry can be recomputed.
+
+    Args:
+        model: any model :class:`attnfaith.AttentionTap` reaches.
+        layer: the attention layer (call order; ``-1`` the last: for T5/BART the last decoder cross-attention).
+            Its keys must be the input tokens.
+        n_permutations: permutations per example (JW: 100).
+        seed: seed of the permutations.
+        per_head: one permutation per head instead of one shared by all heads.
+        query: the query row for ``max_attention``: ``"auto"`` (default: ``"last"`` for causal and cross-attention
+            layers, ``"cls"`` otherwise), ``"cls"``, ``"last"`` or an int.
+        max_examples_per_batch, memory_budget, progress: see :class:`attnfaith.evaluators.Evaluator`.
+        prefix: run the variants through the layers from ``layer`` up only, from a cache of the hidden states below
+            (:class:`attnfaith.attention.prefix.PrefixCache`; complete forwards where it does not apply). The
+            ``batched=False`` reference path always runs complete forwards.
+        dtype: ``torch.autocast`` dtype for the forwards (e.g. ``torch.bfloat16`` on CUDA); None: the model's.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: int = -1,
+        n_permutations: int = 100,
+        seed: int = 0,
+        per_head: bool = False,
+        *,
+        query: Any = "auto",
+        max_examples_per_batch: int | None = None,
+        memory_budget: int | None = None,
+        progress: bool = False,
+        prefix: bool = True,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget,
+                         progress=progress)
+        self.prefix = bool(prefix)
+        self.dtype = dtype
+        self.layer = check_layer(layer)
+        if isinstance(n_permutations, bool) or not isinstance(n_permutations, int):
+            raise TypeError(f"n_permutations must be an int, got {n_permutations!r}")
+        if n_permutations < 1:
+            raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        self.n_permutations = n_permutations
+        self.seed = seed
+        self.per_head = bool(per_head)
+        self.query = check_query(query)
+
+    def evaluate(
+        self,
+        inputs: Any,
+        attributions: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        mask: torch.Tensor | None = None,
+        tokenizer: Any = None,
+        special_ids: Iterable[int] | None = None,
+        max_examples_per_batch: int | None = None,
+        batched: bool = True,
+    ) -> PermutationTVDResult:
+        """Run the permutations; ``batched=False`` runs one forward per permutation (the tests' reference)."""
+        if attributions is not None:
+            raise ValueError("attributions: PermutationTVD permutes the model's own attention and takes no "
+                             "attributions (leave it None)")
+        batch = self.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
+        runner = self.runner_for(max_examples_per_batch)
+        model = self.model
+        B, T = batch.input_ids.shape
+        n = self.n_permutations
+        with model_guard(model), torch.inference_mode(), AttentionTap(model, capture=[self.layer]) as tap:
+            if not tap.layers:
+                call_model(model, batch.index_rows(torch.zeros(1, dtype=torch.long, device=batch.device)))
+            layer = tap.resolve_layer(self.layer)
+            info = tap.layers[layer]
+            with AttentionVariants(model, tap, batch, layer, runner, prefix=batched and self.prefix,
+                                   autocast=self.dtype) as passes:
+                logits, att = passes.original(capture_layer=layer)
+                if att.shape[-1] != T:
+                    raise ValueError(
+                        f"layer {self.layer}: its keys ({att.shape[-1]}) are not the {T} input tokens; choose a "
+                        "layer whose keys are the inputs"
+                    )
+                p0 = probs_of(logits)
+                H = att.shape[1]
+                gen = torch.Generator().manual_seed(self.seed)
+                perms = real_key_permutation(batch.items, n, generator=gen, heads=H if self.per_head else None)
+                flat = perms.reshape(B * n, *perms.shape[2:])
+                rows = torch.arange(B, device=batch.device).repeat_interleave(n)
+                tap.capture = None
+
+                def run(start: int, stop: int) -> torch.Tensor:
+                    r = rows[start:stop]
+                    out = probs_of(passes.run(r, [("permute", flat[start:stop], {"layers": layer})]))
+                    return tvd(out, p0.index_select(0, r)).float()
+
+                if batched:
+                    values = runner.run(B * n, run, seq_len=T, device=batch.device)
+                else:
+                    values = torch.cat([run(i, i + 1) for i in range(B * n)])
+        values = values.view(B, n)
+        query = resolve_query(self.query, info)
+        return PermutationTVDResult(
+            tvd=values,
+            median=values.double().quantile(0.5, dim=1).to(values.dtype),
+            max=values.max(dim=1).values,
+            max_attention=max_attention_of(att, query, batch),
+            permutations=perms,
+            predicted=p0.argmax(dim=-1),
+            items=batch.items.clone(),
+            layer=layer,
+            per_head=self.per_head,
+        )

@@ -1,0 +1,206 @@
+"""The uniform-attention baseline at inference: Wiegreffe & Pinter (2019), "Attention is not not Explanation", §3.1.
+
+Wiegreffe & Pinter train a model with its attention frozen to the uniform distribution over the real tokens
+(``--attention frozen``, ``modelUtils.generate_frozen_uniform_attn``: ``α_t = 1/(L−2)`` on the words, 0 on
+``<SOS>``/``<EOS>``/padding) and compare its F1 with the trained attention. :class:`UniformAttention` applies the same
+replacement to a trained model at inference, without retraining: the attention of the chosen layers (default: all)
+becomes, on every head and query row, the uniform distribution over the keys that query may see (the
+``"uniform"`` intervention of :mod:`attnfaith.attention.interventions`: real, non-padding keys; in a causal layer
+only those at or before the query). Keys the model itself masks (for the reference models of
+:mod:`attnfaith.models`: the special tokens, as in WP) stay masked. For a HuggingFace model the special tokens
+([CLS], [SEP]...) are real keys the query may see, so they get their share, unlike in WP's code.
+
+Per example: the TVD ``½ Σ|p − q|`` (Jain & Wallace's output measure) and the JS divergence in nats between the
+output distributions (softmax, or ``[1−σ, σ]`` for one logit) with the original and with uniform attention, whether
+the decision (argmax) changed and, when ``labels`` are given, the accuracy before and after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from attnfaith._inputs import call_model, probs_of
+from attnfaith._state import model_guard
+from attnfaith.attention import AttentionTap
+from attnfaith.evaluators._base import Evaluator
+from attnfaith.evaluators.erasure import (
+    _listify, _markdown_table, _num, check_heads, check_layer_spec, probe_layers, resolve_layers, validate_heads_for,
+)
+from attnfaith.metrics import jsd, tvd
+
+__all__ = ["UniformAttention", "UniformAttentionResult"]
+
+
+@dataclass
+class UniformAttentionResult:
+    """Uniform attention at inference (see :mod:`attnfaith.evaluators.uniform`).
+
+    Attributes (``[B]`` per example unless noted):
+        tvd, jsd: distance of the output distribution with uniform attention from the original (JSD in nats).
+        flipped: the predicted class changed.
+        prediction, prediction_uniform: predicted class before / after.
+        probs, probs_uniform: ``[B, C]`` output distributions before / after.
+        labels: the gold labels, if given.
+        layers: the layer indices made uniform.
+    """
+
+    tvd: torch.Tensor
+    jsd: torch.Tensor
+    flipped: torch.Tensor
+    prediction: torch.Tensor
+    prediction_uniform: torch.Tensor
+    probs: torch.Tensor
+    probs_uniform: torch.Tensor
+    labels: torch.Tensor | None
+    layers: list[int]
+
+    def __len__(self) -> int:
+        return int(self.tvd.shape[0])
+
+    @property
+    def accuracy(self) -> float | None:
+        """Accuracy with the model's own attention (None without labels)."""
+        if self.labels is None:
+            return None
+        return float((self.prediction == self.labels).double().mean())
+
+    @property
+    def accuracy_uniform(self) -> float | None:
+        """Accuracy with uniform attention (None without labels)."""
+        if self.labels is None:
+            return None
+        return float((self.prediction_uniform == self.labels).double().mean())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "n_examples": len(self),
+            "layers": list(self.layers),
+            "mean_tvd": float(self.tvd.detach().double().mean()),
+            "mean_jsd": float(self.jsd.detach().double().mean()),
+            "flip_rate": float(self.flipped.detach().double().mean()),
+            "accuracy": self.accuracy,
+            "accuracy_uniform": self.accuracy_uniform,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.summary()
+        return {
+            "summary": {k: (_num(v) if isinstance(v, float) else v) for k, v in s.items()},
+            "tvd": _listify(self.tvd),
+            "jsd": _listify(self.jsd),
+            "flipped": _listify(self.flipped),
+            "prediction": _listify(self.prediction),
+            "prediction_uniform": _listify(self.prediction_uniform),
+            "probs": _listify(self.probs),
+            "probs_uniform": _listify(self.probs_uniform),
+            "labels": _listify(self.labels),
+        }
+
+    def to_markdown(self) -> str:
+        s = self.summary()
+        return "**UniformAttention**\n\n" + _markdown_table(
+            ["layers", "mean TVD", "mean JSD", "flip rate", "accuracy", "accuracy (uniform)", "examples"],
+            [[str(s["layers"]), s["mean_tvd"], s["mean_jsd"], s["flip_rate"], s["accuracy"], s["accuracy_uniform"],
+              s["n_examples"]]],
+        )
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+class UniformAttention(Evaluator):
+    """Replace the attention of the chosen layers with the uniform distribution over the visible keys (Wiegreffe &
+    Pinter 2019, at inference).
+
+    Args:
+        model: a HuggingFace model or a custom model (see :class:`attnfaith.AttentionTap`).
+        layers: ``"all"`` (default: every attention layer, decoder self- and cross-attention included), an int or a
+            list of ints (negative count from the end).
+        heads: None (every head), an int or a list of heads.
+        modules: module names for :class:`attnfaith.AttentionTap` (custom models).
+        max_examples_per_batch, memory_budget, progress: see :class:`attnfaith.evaluators._base.Evaluator`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Any = "all",
+        heads: Any = None,
+        *,
+        modules: Sequence[str] | None = None,
+        max_examples_per_batch: int | None = None,
+        memory_budget: int | None = None,
+        progress: bool = False,
+    ) -> None:
+        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget,
+                         progress=progress)
+        self.layers = check_layer_spec(layers, "layers")
+        self.heads = check_heads(heads, "heads")
+        self.modules = list(modules) if modules is not None else None
+
+    def evaluate(
+        self,
+        inputs: Any,
+        labels: Any = None,
+        additional_forward_args: Any = None,
+        max_examples_per_batch: int | None = None,
+        *,
+        mask: torch.Tensor | None = None,
+        tokenizer: Any = None,
+        special_ids: Iterable[int] | None = None,
+        batched: bool = True,
+    ) -> UniformAttentionResult:
+        """Run the model with its own and with uniform attention. ``labels``: optional ``[B]`` gold classes
+        (accuracy before and after). ``batched=False`` runs one forward per example (the reference path)."""
+        batch = self.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
+        B, T = batch.input_ids.shape
+        device = batch.device
+        if labels is not None:
+            labels = torch.as_tensor(labels).to(device)
+            if labels.is_floating_point() or labels.dtype == torch.bool:
+                raise TypeError("labels must hold integer class indices")
+            labels = labels.long().reshape(-1)
+            if labels.shape[0] != B:
+                raise ValueError(f"labels has {labels.shape[0]} entries but the batch has {B} examples")
+        model = self.model
+        with model_guard(model):
+            infos = probe_layers(model, batch, self.modules)
+            layers = resolve_layers(self.layers, infos, "layers", all_means="every")
+            validate_heads_for(self.heads, infos, layers, "heads")
+            runner = self.runner_for(max_examples_per_batch)
+            with torch.no_grad(), AttentionTap(model, capture=None, modules=self.modules) as tap:
+                def run(uniform: bool):
+                    def fn(start: int, stop: int) -> torch.Tensor:
+                        sub = batch.index_rows(torch.arange(start, stop, device=device))
+                        if not uniform:
+                            return probs_of(call_model(model, sub))
+                        iv = tap.intervene("uniform", layers=tuple(layers), heads=self.heads)
+                        try:
+                            return probs_of(call_model(model, sub))
+                        finally:
+                            tap.remove(iv)
+
+                    if batched:
+                        return runner.run(B, fn, seq_len=T, device=device)
+                    return torch.cat([fn(i, i + 1) for i in range(B)])
+
+                p = run(False)
+                q = run(True)
+        if labels is not None and ((labels < 0) | (labels >= p.shape[-1])).any():
+            raise ValueError(f"labels holds a class outside 0..{p.shape[-1] - 1}")
+        pred, pred_u = p.argmax(-1), q.argmax(-1)
+        return UniformAttentionResult(
+            tvd=tvd(q, p),
+            jsd=jsd(q, p),
+            flipped=pred != pred_u,
+            prediction=pred,
+            prediction_uniform=pred_u,
+            probs=p,
+            probs_uniform=q,
+            labels=labels,
+            layers=layers,
+        )

