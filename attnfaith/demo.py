@@ -216,7 +216,9 @@ def _write_index(out: Path, task: dict, runs: dict[str, dict], timings: dict[str
     lines += ["## Reproduce", "", "```",
               "attnfaith demo --out " + str(out),
               f"attnfaith evaluate --model {out}/bert/model --data {out}/data/eval.csv --text-column text "
-              f"--label-column label --rationale-column rationale --out {out}/bert-again", "```", ""]
+              f"--label-column label --rationale-column rationale {task['evaluate_flags']} --out {out}/bert-again",
+              "```", "", "The second command evaluates the saved tiny BERT from the files alone, with the demo's "
+              "settings: its `results.json` has the same per-example numbers as `bert/results.json`.", ""]
     lines.append("Timings (seconds): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + ".")
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -292,7 +294,11 @@ def run_demo(out_dir: str | Path = "out/demo", *, seed: int = 0, n_train: int = 
         )
         timings[f"evaluate {name}"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
-    task = dict(settings, n_train=n_train, n_eval=n_eval, seed=seed)
+    flags = (f"--batch-size {cfg['batch_size']} --max-length {cfg['max_length']} --permutations "
+             f"{cfg['permutations']} --ig-steps {cfg['ig_steps']} --seed {seed}")
+    if evaluators is not None:
+        flags += f" --evaluators {','.join(evals)}"
+    task = dict(settings, n_train=n_train, n_eval=n_eval, seed=seed, evaluate_flags=flags)
     report = _write_index(out, task, runs, timings)
     tables = []
     for name, run in runs.items():

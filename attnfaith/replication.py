@@ -70,6 +70,8 @@ __all__ = [
     "Splits",
     "load_splits",
     "build_reference_model",
+    "word_vectors",
+    "hf_word_vectors",
     "train_model",
     "run_replication",
     "table2_rows",
@@ -149,6 +151,7 @@ class ReplicationConfig:
     weight_decay: float = 1e-5
     batch_size: int = 32
     min_count: int = 1
+    vectors: str | None = None
     select_by: str = "auc"
     patience: int | None = None
     # HuggingFace models
@@ -317,15 +320,86 @@ def load_splits(cfg: ReplicationConfig) -> Splits:
 
 def build_reference_model(encoder: str, vocab_size: int, num_labels: int, *, embed_dim: int = 300,
                           hidden_dim: int = 128, seed: int = 0, uniform: bool = False,
-                          special_token_ids: Sequence[int] = (0, 2, 3)):
-    """A freshly initialised reference model (weights drawn under ``torch.manual_seed(seed)``, global RNG restored)."""
+                          special_token_ids: Sequence[int] = (0, 2, 3), embeddings: torch.Tensor | None = None):
+    """A freshly initialised reference model (weights drawn under ``torch.manual_seed(seed)``, global RNG restored);
+    ``embeddings`` ``[vocab_size, dim]`` initialise the word embedding (JW: pretrained vectors, fine-tuned)."""
     from attnfaith.models import AverageAttentionClassifier, BiLSTMAttentionClassifier
 
     cls = {"bilstm": BiLSTMAttentionClassifier, "average": AverageAttentionClassifier}[encoder]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return cls(vocab_size, num_labels=num_labels, embed_dim=embed_dim, hidden_dim=hidden_dim,
-                   uniform_attention=uniform, special_token_ids=tuple(special_token_ids))
+                   uniform_attention=uniform, special_token_ids=tuple(special_token_ids), embeddings=embeddings)
+
+
+def _read_vector_file(path: Path, words: set[str]) -> dict[str, list[float]]:
+    """The vectors of ``words`` from a word2vec / fastText text file (``.vec``: optional ``N D`` header, then
+    ``word v1 ... vD`` per line)."""
+    found: dict[str, list[float]] = {}
+    dim = None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for i, line in enumerate(f):
+            parts = line.rstrip().split(" ")
+            if i == 0 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                continue  # header
+            if len(parts) < 3:
+                continue
+            if dim is None:
+                dim = len(parts) - 1
+            if len(parts) - 1 != dim or parts[0] not in words or parts[0] in found:
+                continue
+            found[parts[0]] = [float(x) for x in parts[1:]]
+    if not found:
+        raise ValueError(f"vectors: {path} has no vector for any word of the vocabulary")
+    return found
+
+
+def hf_word_vectors(vocab: Vocabulary, model_path: str, dim: int | None = 300) -> tuple[torch.Tensor, dict]:
+    """Static word vectors from a HuggingFace model's *input* (word-piece) embedding, a local stand-in for pretrained
+    word vectors: each word's vector is the mean of its word pieces' embeddings (``<sos>``/``<eos>``/``<unk>`` take
+    ``[CLS]``/``[SEP]``/``[UNK]``, ``<pad>`` is 0); the matrix is centred and reduced to its top ``dim`` principal
+    components when the model is wider (the variance kept is reported). Every word is covered (word pieces)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    emb = AutoModel.from_pretrained(model_path).get_input_embeddings().weight.detach().float()
+    rows = []
+    for i, w in enumerate(vocab.itos):
+        if i == vocab.pad_token_id:
+            rows.append(torch.zeros(emb.shape[1]))
+            continue
+        special = {vocab.sos_token_id: tok.cls_token_id, vocab.eos_token_id: tok.sep_token_id,
+                   vocab.unk_token_id: tok.unk_token_id}.get(i)
+        ids = [special] if special is not None else tok(w, add_special_tokens=False)["input_ids"]
+        ids = [x for x in ids if x is not None] or [tok.unk_token_id]
+        rows.append(emb[ids].mean(0))
+    m = torch.stack(rows)
+    info = {"source": model_path, "native_dim": int(m.shape[1]), "coverage": 1.0}
+    if dim is not None and dim < m.shape[1]:
+        mean = m[1:].mean(0, keepdim=True)
+        x = m - mean
+        _, s, v = torch.linalg.svd(x[1:], full_matrices=False)
+        m = x @ v[:dim].T
+        m[vocab.pad_token_id] = 0
+        info["pca_variance_kept"] = float((s[:dim] ** 2).sum() / (s ** 2).sum())
+    info["dim"] = int(m.shape[1])
+    info["mean_norm"] = float(m[1:].norm(dim=1).mean())
+    return m, info
+
+
+def word_vectors(spec: str, vocab: Vocabulary, dim: int, data_root: str | None = None) -> tuple[torch.Tensor, dict]:
+    """Initial embeddings for ``vocab`` from ``spec``: ``"minilm"`` (all-MiniLM-L6-v2's input embedding, see
+    :func:`hf_word_vectors`), ``"hf:PATH"`` (any local HuggingFace model's), or a word2vec / fastText text file
+    (words without a vector get N(0, 1), as Jain & Wallace's code; ``<pad>`` 0)."""
+    if spec == "minilm" or spec.startswith("hf:"):
+        path = default_hf_path("minilm", None) if spec == "minilm" else spec[3:]
+        return hf_word_vectors(vocab, path, dim)
+    path = _resolve_path(spec, data_root)
+    if not path.is_file():
+        raise FileNotFoundError(f"vectors: no such file: {path}")
+    found = _read_vector_file(path, set(vocab.itos))
+    matrix = vocab.embedding_matrix(found, seed=0)
+    return matrix, {"source": str(path), "dim": int(matrix.shape[1]), "coverage": vocab.last_embedding_coverage}
 
 
 def default_hf_path(encoder: str, model_path: str | None) -> str:
@@ -351,6 +425,7 @@ class TrainedModel:
     vocab: Vocabulary | None = None
     tokenizer: Any = None
     max_length: int = 64
+    vectors_info: dict | None = None
     train_result: Any = None
     train_seconds: float = 0.0
     seed: int = 0
@@ -392,7 +467,8 @@ class TrainedModel:
 
 
 def train_model(cfg: ReplicationConfig, splits: Splits, *, seed: int | None = None, uniform: bool = False,
-                vocab: Vocabulary | None = None, log: Callable[[str], None] = print) -> TrainedModel:
+                vocab: Vocabulary | None = None, vectors: tuple[torch.Tensor, dict] | None = None,
+                log: Callable[[str], None] = print) -> TrainedModel:
     """Train the model ``cfg.encoder`` on ``splits.train`` (selection on ``splits.dev``); see the module docstring."""
     from attnfaith.train import fine_tune_hf, train_classifier
 
@@ -401,9 +477,13 @@ def train_model(cfg: ReplicationConfig, splits: Splits, *, seed: int | None = No
     if cfg.is_reference:
         if vocab is None:
             vocab = Vocabulary.build(splits.train.texts, min_count=cfg.min_count)
+        if vectors is None and cfg.vectors:
+            vectors = word_vectors(cfg.vectors, vocab, cfg.embed_dim, cfg.data_root)
+            log(f"word vectors: {vectors[1]}")
         model = build_reference_model(cfg.encoder, len(vocab), splits.num_labels, embed_dim=cfg.embed_dim,
                                       hidden_dim=cfg.hidden_dim, seed=seed, uniform=uniform,
-                                      special_token_ids=vocab.special_token_ids)
+                                      special_token_ids=vocab.special_token_ids,
+                                      embeddings=None if vectors is None else vectors[0])
         t0 = time.time()
         res = train_classifier(
             model, vocab.encode_dataset(splits.train), vocab.encode_dataset(splits.dev),
@@ -412,7 +492,7 @@ def train_model(cfg: ReplicationConfig, splits: Splits, *, seed: int | None = No
             device=device, progress=cfg.progress,
         )
         return TrainedModel(model, cfg.encoder, vocab=vocab, train_result=res, train_seconds=time.time() - t0,
-                            seed=seed)
+                            seed=seed, vectors_info=None if vectors is None else vectors[1])
     if uniform:
         raise ValueError("the uniform-attention training baseline is defined for the reference models only")
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -607,8 +687,8 @@ def max_attention_bins(values: torch.Tensor | Sequence[float], max_attention: to
 def _bins_markdown(rows: list[dict[str, Any]], what: str) -> str:
     lines = [f"| max attention | n | median {what} | IQR | mean {what} |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['bin']} | {r['n']} | {_f(r['median'], 4)} | {_f(r['q1'], 4)}–{_f(r['q3'], 4)} | "
-                     f"{_f(r['mean'], 4)} |")
+        iqr = "–" if not r["n"] else f"{_f(r['q1'], 4)}–{_f(r['q3'], 4)}"
+        lines.append(f"| {r['bin']} | {r['n']} | {_f(r['median'], 4)} | {iqr} | {_f(r['mean'], 4)} |")
     return "\n".join(lines)
 
 
@@ -756,6 +836,7 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
             "encoder": cfg.encoder,
             "epochs": cfg.resolved_epochs,
             "vocab_size": len(tm.vocab) if tm.vocab is not None else None,
+            "vectors": tm.vectors_info,
             "model_path": None if cfg.is_reference else default_hf_path(cfg.encoder, cfg.model_path),
             "train": _train_summary(tm),
             "dev": dev_metrics,
@@ -878,6 +959,8 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
 
     # ---- Wiegreffe & Pinter (reference models)
     if cfg.is_reference:
+        # the same initial vectors for every seed (recomputed: cheap)
+        vectors = word_vectors(cfg.vectors, tm.vocab, cfg.embed_dim, cfg.data_root) if cfg.vectors else None
         wp: dict[str, Any] = {}
         if cfg.seeds > 0:
             with timed("seed_variance"):
@@ -885,7 +968,7 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
                 others_att, others_p, seed_runs = [], [], []
                 for s in WP_SEEDS[: cfg.seeds]:
                     log(f"  training seed {s}")
-                    other = train_model(cfg, splits, seed=s, vocab=tm.vocab, log=log)
+                    other = train_model(cfg, splits, seed=s, vocab=tm.vocab, vectors=vectors, log=log)
                     other.model.to(device).eval()
                     a, p = _attention_and_probs(other, test.texts, device)
                     others_att.append(a)
@@ -909,7 +992,7 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
             figures.update(_seed_figure(out, sv))
         if cfg.uniform_training:
             with timed("uniform_training"):
-                uni_tm = train_model(cfg, splits, uniform=True, vocab=tm.vocab, log=log)
+                uni_tm = train_model(cfg, splits, uniform=True, vocab=tm.vocab, vectors=vectors, log=log)
                 uni_tm.model.to(device).eval()
                 wp["uniform_training"] = {
                     "learned": {"dev": dev_metrics, "test": test_metrics},
@@ -1133,6 +1216,8 @@ def write_report(r: dict[str, Any]) -> str:
         f"- encoder `{m['encoder']}`, {m['epochs']} epoch(s) at most; best epoch {m['train']['best_epoch']} by dev "
         f"{m['train']['select_by']} ({_f(m['train']['best_dev_metric'])}); training took "
         f"{m['train']['train_seconds']} s" + (f"; vocabulary {m['vocab_size']} words" if m.get("vocab_size") else ""),
+        f"- initial word vectors: {m['vectors'] if m.get('vectors') else 'random N(0, 1) (nn.Embedding default)'}"
+        if m.get("vocab_size") else "- pretrained transformer",
         f"- gradient importance with attention detached: {m['gradient_detach_attention']}",
         "",
         "| split | accuracy | macro F1 | ROC-AUC |",
@@ -1317,6 +1402,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=1e-5)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--min-count", type=int, default=1, help="vocabulary: minimum word count")
+    p.add_argument("--vectors", default=None,
+                   help="initial word vectors: a word2vec/fastText .vec text file (JW used fastText), 'minilm' "
+                        "(all-MiniLM-L6-v2's input word-piece embeddings, PCA to --embed-dim) or 'hf:PATH'; "
+                        "default random N(0, 1)")
     p.add_argument("--select-by", default="auc", choices=("auc", "accuracy", "f1"))
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: none)")
     p.add_argument("--max-length", type=int, default=64, help="HuggingFace: tokens per text")
@@ -1340,7 +1429,8 @@ def config_from_args(args: argparse.Namespace, command: str | None = None) -> Re
         epochs=args.epochs, limit=args.limit, seeds=args.seeds, seed=args.seed,
         uniform_training=not args.no_uniform_training, device=args.device, threads=args.threads,
         embed_dim=args.embed_dim, hidden_dim=args.hidden_dim, lr=args.lr, weight_decay=args.weight_decay,
-        batch_size=args.batch_size, min_count=args.min_count, select_by=args.select_by, patience=args.patience,
+        batch_size=args.batch_size, min_count=args.min_count, vectors=args.vectors, select_by=args.select_by,
+        patience=args.patience,
         model_path=args.model_path, max_length=args.max_length,
         detach_attention={"auto": None, "yes": True, "no": False}[args.gradient_detach],
         n_permutations=args.permutations, n_random=args.random_orders, eval_batch_size=args.eval_batch_size,

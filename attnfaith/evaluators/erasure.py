@@ -727,6 +727,9 @@ class ErasureFlip(Evaluator):
                 k_start += steps
                 first_host = first.cpu()  # one synchronisation per round
                 active = active[(first_host[active] == never) & (n_host[active] >= k_start)]
+            # a round may run a few steps past the flip: drop them, so the result does not depend on the chunking
+            past = torch.arange(T + 1, device=device)[None, :] > first[:, None]
+            curve.masked_fill_(past, float("nan"))
         return pred, curve.view(R, B, T + 1), first.view(R, B)
 
     def _run_plain(self, batch: Batch, ranking: Ranking, tap, layers, replacement):

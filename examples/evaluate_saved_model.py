@@ -1,7 +1,7 @@
 """The command line on a model saved with ``save_pretrained``: build a tiny classifier and a 20-line CSV, then run
 ``attnfaith evaluate`` on them (the same as typing the command). Offline.
 
-    python docs/examples/evaluate_saved_model.py [WORK_DIR]
+    python examples/evaluate_saved_model.py [WORK_DIR]
 """
 
 import sys

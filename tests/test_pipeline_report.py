@@ -1,0 +1,113 @@
+"""Small pieces of the evaluation pipeline and the report: bootstrap intervals, word alignment of tokens, the
+reference-model tokenizer adapter, names, empty texts, skipped methods."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from attnfaith._text import VocabularyTokenizer, _word_of_offsets, encode_texts, parse_index_list
+from attnfaith.data import Vocabulary
+from attnfaith.pipeline import PipelineError, parse_list, run_evaluation
+from attnfaith.report import bootstrap_mean, tau_strength
+
+
+def test_bootstrap_mean_is_seeded_and_ignores_missing():
+    vals = [0.1, 0.5, None, 0.3, float("nan"), 0.9, 0.2]
+    a, b = bootstrap_mean(vals, seed=3), bootstrap_mean(vals, seed=3)
+    assert a == b and a["n"] == 5
+    assert a["mean"] == pytest.approx(0.4)
+    assert a["lo"] <= a["mean"] <= a["hi"] and a["lo"] >= 0.1 and a["hi"] <= 0.9
+    assert bootstrap_mean([], seed=0) == {"mean": None, "lo": None, "hi": None, "n": 0}
+    assert bootstrap_mean([0.7]) == {"mean": 0.7, "lo": 0.7, "hi": 0.7, "n": 1}
+    wide = bootstrap_mean(list(range(10)), seed=0)
+    narrow = bootstrap_mean(list(range(10)) * 10, seed=0)
+    assert narrow["hi"] - narrow["lo"] < wide["hi"] - wide["lo"]
+
+
+def test_tau_words():
+    assert tau_strength(0.05).startswith("no") and tau_strength(0.2).startswith("weak")
+    assert tau_strength(0.4).startswith("moderate") and tau_strength(0.8).startswith("strong")
+    assert "negative" in tau_strength(-0.4)
+
+
+def test_parse_list():
+    assert parse_list("loo, attention", ("attention", "gradient", "loo"), "method") == ["attention", "loo"]
+    with pytest.raises(PipelineError, match="unknown method 'x'"):
+        parse_list("attention,x", ("attention",), "method")
+    with pytest.raises(PipelineError, match="no method"):
+        parse_list(" , ", ("attention",), "method")
+    assert parse_index_list("[3, 7]") == [3, 7] and parse_index_list("3 7") == [3, 7] and parse_index_list("") == []
+
+
+def test_word_alignment_of_subword_tokens():
+    text = "good, day  unbelievable"
+    # tokens: "good" "," "day" "un" "##believable" + specials/padding (0, 0)
+    offsets = [(0, 0), (0, 4), (4, 5), (6, 9), (11, 13), (13, 23), (0, 0), (0, 0)]
+    special = [1, 0, 0, 0, 0, 0, 1, 1]
+    assert _word_of_offsets(text, offsets, special) == [None, 0, 0, 1, 2, 2, None, None]
+
+
+def test_vocabulary_tokenizer_matches_the_reference_encoding():
+    vocab = Vocabulary.build(["the good day", "a bad day"])
+    tok = VocabularyTokenizer(vocab)
+    enc = encode_texts(tok, ["the good day", "zzz day"], max_length=16)
+    ref = vocab.encode(["the good day", "zzz day"])
+    assert torch.equal(enc.inputs["input_ids"], ref["input_ids"])
+    assert enc.inputs["special_tokens_mask"].tolist() == [[1, 0, 0, 0, 1], [1, 0, 0, 1, 1]]  # <unk> is a word
+    assert enc.word_ids == [[None, 0, 1, 2, None], [None, 0, 1, None, None]]
+    assert enc.tokens[1][:3] == ["<sos>", "<unk>", "day"]
+
+
+def test_hf_word_ids_follow_whitespace_words():
+    from attnfaith.demo import word_tokenizer
+
+    enc = encode_texts(word_tokenizer(), ["the good day", "good"], max_length=16)
+    assert enc.word_ids == [[None, 0, 1, 2, None], [None, 0, None, None, None]]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from attnfaith.demo import word_tokenizer
+    from attnfaith.testing import tiny_model
+
+    tok = word_tokenizer()
+    return tiny_model("bert", num_labels=2, vocab_size=len(tok)), tok
+
+
+def test_empty_texts_are_left_out_and_listed(tiny, tmp_path):
+    model, tok = tiny
+    run = run_evaluation(model, tok, ["good day", "", "the bad river"], [1, 0, 0], "attention,random", "erasure",
+                         tmp_path / "o", progress=False, figures=False, permutations=5)
+    assert [e["index"] for e in run["examples"]] == [0, 2]
+    assert run["data"]["dropped_empty"] == [1]
+    assert any("without any real token" in n for n in run["notes"])
+
+
+def test_model_left_as_found_and_labels_checked(tiny, tmp_path):
+    model, tok = tiny
+    model.train()
+    with pytest.raises(PipelineError, match="outside the model's classes"):
+        run_evaluation(model, tok, ["good day"], [4], "attention", "erasure", tmp_path / "a", progress=False)
+    run_evaluation(model, tok, ["good day", "a bad day"], None, "attention,gradient", "kendall,erasure",
+                   tmp_path / "b", progress=False, figures=False)
+    assert model.training and all(m.training for m in model.modules())
+    model.eval()
+
+
+def test_reference_model_skips_rollout_unless_named(tmp_path):
+    from attnfaith.models import BiLSTMAttentionClassifier
+
+    vocab = Vocabulary.build(["the good day", "a bad day"])
+    model = BiLSTMAttentionClassifier(len(vocab), embed_dim=8, hidden_dim=8).eval()
+    run = run_evaluation(model, vocab, ["the good day", "a bad day"], [1, 0], "attention,rollout,loo",
+                         "kendall,erasure", tmp_path / "a", progress=False, figures=False)
+    assert "rollout" in run["skipped"] and "rollout" not in run["examples"][0]["scores"]
+    assert "rollout" in (tmp_path / "a" / "report.md").read_text()  # the note
+    with pytest.raises(PipelineError, match="rollout does not apply"):
+        run_evaluation(model, vocab, ["the good day"], None, "attention,rollout", "erasure", tmp_path / "b",
+                       progress=False, figures=False, strict_methods=True)
+    json.loads((tmp_path / "a" / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
