@@ -104,6 +104,14 @@ class Batch:
         return replace(self, input_ids=input_ids, attention_mask=attention_mask, items=items,
                        token_args=self.token_args if token_args is None else token_args)
 
+    def truncate(self, width: int) -> "Batch":
+        """The first ``width`` columns (for right-padded rows that are all at most ``width`` long, the columns cut
+        are padding)."""
+        if width >= self.length:
+            return self
+        return self.with_tokens(self.input_ids[:, :width], self.attention_mask[:, :width], self.items[:, :width],
+                                {k: v[:, :width] for k, v in self.token_args.items()})
+
     def to(self, device) -> "Batch":
         return replace(
             self,

@@ -55,6 +55,7 @@ from torch import nn
 
 from attnfaith._inputs import call_model, prepare_batch, probs_of
 from attnfaith._text import Encoded, VocabularyTokenizer, encode_texts
+from attnfaith.results import json_number, json_numbers
 
 __all__ = [
     "METHODS",
@@ -187,18 +188,6 @@ class EvaluationConfig:
 # -------------------------------------------------------------------------------------------------------------
 # small helpers
 # -------------------------------------------------------------------------------------------------------------
-
-
-def _num(x: Any) -> float | None:
-    """A float for JSON (NaN/inf → None)."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _nums(t: torch.Tensor) -> list:
-    return [_num(v) for v in t.detach().double().cpu().reshape(-1).tolist()]
 
 
 def data_fingerprint(texts: Sequence[str], labels: Sequence[int] | None, rationales=None) -> str:
@@ -489,12 +478,12 @@ def _precision_at_k(scores: torch.Tensor, items: torch.Tensor, gold: torch.Tenso
 
 def _erasure_record(res, b: int) -> dict[str, Any]:
     n = int(res.n_items[b])
-    curve = _nums(res.curve[b, : n + 1])
+    curve = json_numbers(res.curve[b, : n + 1])
     return {
-        "fraction_removed": _num(res.fraction_removed[b]),
-        "n_removed": _num(res.n_removed[b]),
+        "fraction_removed": json_number(res.fraction_removed[b]),
+        "n_removed": json_number(res.n_removed[b]),
         "flipped": bool(res.flipped[b]),
-        "aopc": _num(res.aopc[b]),
+        "aopc": json_number(res.aopc[b]),
         "curve": curve,
     }
 
@@ -569,8 +558,8 @@ class _ChunkRunner:
                 "text": texts[b],
                 "label": None if labels is None else int(labels[b]),
                 "prediction": int(pred[b]),
-                "probability": _num(probs[b, pred[b]]),
-                "probs": _nums(probs[b]),
+                "probability": json_number(probs[b, pred[b]]),
+                "probs": json_numbers(probs[b]),
                 "n_tokens": len(pos),
                 "tokens": [enc.tokens[b][p] for p in pos],
             }
@@ -599,7 +588,7 @@ class _ChunkRunner:
             s_cpu = scores[m].cpu()
             for b in range(B):
                 pos = _items_list(items[b])
-                examples[b].setdefault("scores", {})[m] = _nums(s_cpu[b, pos])
+                examples[b].setdefault("scores", {})[m] = json_numbers(s_cpu[b, pos])
                 if gold is not None:
                     examples[b].setdefault("rationale_precision", {})[m] = _precision_at_k(s_cpu[b], items[b], gold[b])
             self._tick(f"method {m}", B)
@@ -623,15 +612,16 @@ class _ChunkRunner:
                         res = kt.evaluate(inputs, attributions=scores[m])
                         for b in range(B):
                             examples[b].setdefault("kendall", {}).setdefault(ref, {})[m] = {
-                                "tau": _num(res.tau[b]), "p": _num(res.pvalue[b]),
+                                "tau": json_number(res.tau[b]), "p": json_number(res.pvalue[b]),
                             }
             elif e == "permutation":
                 res = PermutationTVD(model, layer=config.layer, n_permutations=config.permutations, seed=seed,
                                      max_examples_per_batch=vpf).evaluate(inputs)
                 for b in range(B):
                     examples[b]["permutation"] = {
-                        "median_tvd": _num(res.median[b]), "max_tvd": _num(res.max[b]),
-                        "mean_tvd": _num(res.tvd[b].double().mean()), "max_attention": _num(res.max_attention[b]),
+                        "median_tvd": json_number(res.median[b]), "max_tvd": json_number(res.max[b]),
+                        "mean_tvd": json_number(res.tvd[b].double().mean()),
+                        "max_attention": json_number(res.max_attention[b]),
                     }
             elif e == "erasure" and has_items:
                 for level in config.erasure_levels:
@@ -649,8 +639,8 @@ class _ChunkRunner:
                                           max_examples_per_batch=vpf).evaluate(inputs, "attention")
                 for b in range(B):
                     examples[b]["single"] = {
-                        "js_top": _num(res.js_top[b]), "js_random": _num(res.js_random[b]),
-                        "delta_js": _num(res.delta_js[b]), "flip_top": bool(res.flip_top[b]),
+                        "js_top": json_number(res.js_top[b]), "js_random": json_number(res.js_random[b]),
+                        "delta_js": json_number(res.delta_js[b]), "flip_top": bool(res.flip_top[b]),
                         "flip_random": bool(res.flip_random[b]), "has_random": bool(res.has_random[b]),
                         "top_item": _item_rank(items[b], int(res.top_index[b])),
                         "random_item": _item_rank(items[b], int(res.random_index[b])),
@@ -662,7 +652,8 @@ class _ChunkRunner:
                                            max_examples_per_batch=vpf).evaluate(inputs)
                 for b in range(B):
                     examples[b]["adversarial"] = {
-                        "jsd": _num(res.jsd[b]), "tvd": _num(res.tvd[b]), "max_attention": _num(res.max_attention[b]),
+                        "jsd": json_number(res.jsd[b]),
+                        "tvd": json_number(res.tvd[b]), "max_attention": json_number(res.max_attention[b]),
                     }
             timings[f"evaluator:{e}"] = time.perf_counter() - t0
             self._tick(f"evaluator {e}", B)
@@ -683,8 +674,8 @@ def _run_uniform(model, inputs, labels, vpf, examples: list[dict]) -> None:
     res = UniformAttention(model, max_examples_per_batch=vpf).evaluate(inputs, labels=labels)
     for b in range(len(examples)):
         examples[b]["uniform"] = {
-            "tvd": _num(res.tvd[b]),
-            "jsd": _num(res.jsd[b]),
+            "tvd": json_number(res.tvd[b]),
+            "jsd": json_number(res.jsd[b]),
             "flipped": bool(res.flipped[b]),
             "prediction_uniform": int(res.prediction_uniform[b]),
         }

@@ -13,6 +13,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from attnfaith.report import METHOD_LABELS
+
 __all__ = [
     "make_figures",
     "erasure_curves",
@@ -31,14 +33,7 @@ COLORS = {
     "loo": "#d62728",
     "random": "#7f7f7f",
 }
-LABELS = {
-    "attention": "attention",
-    "rollout": "attention rollout",
-    "gradient": "gradient × input",
-    "ig": "integrated gradients",
-    "loo": "leave-one-out",
-    "random": "random",
-}
+LABELS = METHOD_LABELS  # the methods' display names, as in report.md
 SHORT = {
     "attention": "attention",
     "rollout": "rollout",
@@ -75,6 +70,16 @@ def _save(fig, path: Path) -> None:
     _plt().close(fig)
 
 
+def _finish(fig, path: Path, drawn: bool = True) -> bool:
+    """Lay ``fig`` out and write it to ``path`` if anything was drawn, else close it unsaved; returns ``drawn``."""
+    fig.tight_layout()
+    if drawn:
+        _save(fig, path)
+    else:
+        _plt().close(fig)
+    return drawn
+
+
 # -------------------------------------------------------------------------------------------------------------
 
 
@@ -86,18 +91,30 @@ def _levels(run) -> list[str]:
     return out
 
 
+def _level_panels(run):
+    """``(fig, [(ax, level), ...])``: one panel per erasure level the run has; None when it has none."""
+    levels = _levels(run)
+    if not levels:
+        return None
+    fig, axes = _plt().subplots(1, len(levels), figsize=(6.2 * len(levels), 4.2), squeeze=False)
+    return fig, list(zip(axes[0], levels))
+
+
+def _level_title(run, level: str) -> str:
+    return "token deletion" if level == "token" else f"attention erasure (layer {run['config']['layer']})"
+
+
 def erasure_curves(run: Mapping[str, Any], path: Path, grid_points: int = 21) -> bool:
     """Mean probability of the originally predicted class against the fraction of items removed, one line per
     method, with a 95 % band (mean ± 1.96 standard errors over examples); one panel per erasure level. Each
     example's curve (points at k / n) is interpolated linearly onto a common grid."""
-    levels = _levels(run)
-    if not levels:
+    made = _level_panels(run)
+    if made is None:
         return False
-    plt = _plt()
+    fig, panels = made
     grid = np.linspace(0.0, 1.0, grid_points)
-    fig, axes = plt.subplots(1, len(levels), figsize=(6.2 * len(levels), 4.2), squeeze=False)
     drawn = False
-    for ax, level in zip(axes[0], levels):
+    for ax, level in panels:
         for m in _methods(run):
             rows = []
             for ex in run["examples"]:
@@ -125,28 +142,22 @@ def erasure_curves(run: Mapping[str, Any], path: Path, grid_points: int = 21) ->
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.axhline(0.5, color="black", lw=0.6, ls=":")
-        ax.set_title("token deletion" if level == "token" else f"attention erasure (layer {run['config']['layer']})")
+        ax.set_title(_level_title(run, level))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
     fig.suptitle("Erasure curves: the faster a curve falls, the more faithful the ranking", fontsize=11)
-    fig.tight_layout()
-    if drawn:
-        _save(fig, path)
-    else:
-        plt.close(fig)
-    return drawn
+    return _finish(fig, path, drawn)
 
 
 def flip_boxplot(run: Mapping[str, Any], path: Path) -> bool:
     """Box plots of the fraction of items removed until the decision flips, per method (examples that never flip
     are left out; how many did flip is in the tick labels); one panel per erasure level."""
-    levels = _levels(run)
-    if not levels:
+    made = _level_panels(run)
+    if made is None:
         return False
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(levels), figsize=(6.2 * len(levels), 4.2), squeeze=False)
+    fig, panels = made
     drawn = False
-    for ax, level in zip(axes[0], levels):
+    for ax, level in panels:
         data, labels, colors = [], [], []
         for m in _methods(run):
             recs = [(ex.get(f"erasure_{level}") or {}).get(m) for ex in run["examples"]]
@@ -173,16 +184,11 @@ def flip_boxplot(run: Mapping[str, Any], path: Path) -> bool:
         ax.set_xticklabels(labels, fontsize=8)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("fraction removed until the decision flips")
-        ax.set_title("token deletion" if level == "token" else f"attention erasure (layer {run['config']['layer']})")
+        ax.set_title(_level_title(run, level))
         ax.grid(axis="y", alpha=0.3)
         drawn = True
     fig.suptitle("Fraction removed until the decision flips (lower = more faithful; ◇ = mean)", fontsize=11)
-    fig.tight_layout()
-    if drawn:
-        _save(fig, path)
-    else:
-        plt.close(fig)
-    return drawn
+    return _finish(fig, path, drawn)
 
 
 def kendall_histograms(run: Mapping[str, Any], path: Path) -> bool:
@@ -191,8 +197,7 @@ def kendall_histograms(run: Mapping[str, Any], path: Path) -> bool:
     refs = [r for r in ("loo", "gradient") if any(((ex.get("kendall") or {}).get(r)) for ex in run["examples"])]
     if not refs:
         return False
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(refs), figsize=(6.2 * len(refs), 4.0), squeeze=False)
+    fig, axes = _plt().subplots(1, len(refs), figsize=(6.2 * len(refs), 4.0), squeeze=False)
     bins = np.linspace(-1, 1, 21)
     drawn = False
     for ax, ref in zip(axes[0], refs):
@@ -214,12 +219,7 @@ def kendall_histograms(run: Mapping[str, Any], path: Path) -> bool:
         ax.set_title(f"reference: {'leave-one-out' if ref == 'loo' else 'gradient × input'}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    if drawn:
-        _save(fig, path)
-    else:
-        plt.close(fig)
-    return drawn
+    return _finish(fig, path, drawn)
 
 
 def _bin_index(v: float) -> int:
@@ -270,48 +270,42 @@ def _violin_by_bin(ax, values: Sequence[float], max_att: Sequence[float], classe
     return drawn
 
 
+def _violin_figure(run: Mapping[str, Any], key: str, value: str, ylabel: str):
+    """``(fig, ax, drawn)``: :func:`_violin_by_bin` of ``ex[key][value]`` against ``ex[key]["max_attention"]`` over
+    the examples that have both; None when none has."""
+    rows = [(ex[key][value], ex[key]["max_attention"], ex["prediction"])
+            for ex in run["examples"] if ex.get(key) and ex[key]["max_attention"] is not None]
+    if not rows:
+        return None
+    fig, ax = _plt().subplots(figsize=(7.0, 4.2))
+    drawn = _violin_by_bin(ax, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], ylabel)
+    return fig, ax, drawn
+
+
 def permutation_violin(run: Mapping[str, Any], path: Path) -> bool:
     """Jain & Wallace's Figure 3 as a plot of this run: per example, the median over permutations of the output
     TVD, against the example's maximum attention weight (binned), split by predicted class."""
-    rows = [(ex["permutation"]["median_tvd"], ex["permutation"]["max_attention"], ex["prediction"])
-            for ex in run["examples"] if ex.get("permutation") and ex["permutation"]["max_attention"] is not None]
-    if not rows:
+    made = _violin_figure(run, "permutation", "median_tvd", "median ΔTVD of the output over permutations")
+    if made is None:
         return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.0, 4.2))
-    ok = _violin_by_bin(ax, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                        "median ΔTVD of the output over permutations")
+    fig, ax, ok = made
     top = ax.get_ylim()[1]
     ax.set_ylim(-0.015 * top, top * 1.05)
     ax.set_title(f"Permuted attention (layer {run['config']['layer']}, {run['config']['permutations']} permutations "
                  "per example)", fontsize=10)
-    fig.tight_layout()
-    if ok:
-        _save(fig, path)
-    else:
-        plt.close(fig)
-    return ok
+    return _finish(fig, path, ok)
 
 
 def adversarial_violin(run: Mapping[str, Any], path: Path) -> bool:
     """Jain & Wallace's adversarial-attention violin: max JSD found (output TVD ≤ 0.05) against max attention."""
-    rows = [(ex["adversarial"]["jsd"], ex["adversarial"]["max_attention"], ex["prediction"])
-            for ex in run["examples"] if ex.get("adversarial") and ex["adversarial"]["max_attention"] is not None]
-    if not rows:
+    made = _violin_figure(run, "adversarial", "jsd", "JSD(adversarial, original attention) [nats]")
+    if made is None:
         return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.0, 4.2))
-    ok = _violin_by_bin(ax, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                        "JSD(adversarial, original attention) [nats]")
+    fig, ax, ok = made
     ax.axhline(math.log(2), color="black", lw=0.6, ls=":")
     ax.set_ylim(0, 0.72)
     ax.set_title("Adversarial attention with output TVD ≤ 0.05 (dotted: ln 2, the maximum)", fontsize=10)
-    fig.tight_layout()
-    if ok:
-        _save(fig, path)
-    else:
-        plt.close(fig)
-    return ok
+    return _finish(fig, path, ok)
 
 
 def single_delta_js_histogram(run: Mapping[str, Any], path: Path) -> bool:
@@ -320,8 +314,7 @@ def single_delta_js_histogram(run: Mapping[str, Any], path: Path) -> bool:
     vals = _finite(ex["single"]["delta_js"] for ex in run["examples"] if ex.get("single") and ex["single"]["has_random"])
     if not vals.size:
         return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = _plt().subplots(figsize=(6.4, 4.0))
     lo, hi = float(vals.min()), float(vals.max())
     if hi - lo < 1e-12:
         lo, hi = lo - 1e-3, hi + 1e-3
@@ -338,9 +331,7 @@ def single_delta_js_histogram(run: Mapping[str, Any], path: Path) -> bool:
     ax.set_title(f"Single attention weight removed (layer {run['config']['layer']}): ΔJS > 0 in {100 * pos:.0f}% of "
                  f"{vals.size} examples", fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
-    return True
+    return _finish(fig, path)
 
 
 def _pick_examples(run: Mapping[str, Any], n: int) -> list[dict]:
@@ -401,9 +392,7 @@ def token_heatmap(run: Mapping[str, Any], method: str, path: Path, n_examples: i
     ax.set_title(f"{LABELS.get(method, method)}: token scores / max |score| of the example", fontsize=10)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=norm)
     fig.colorbar(sm, ax=ax, fraction=0.025, pad=0.01, label="relative score")
-    fig.tight_layout()
-    _save(fig, path)
-    return True
+    return _finish(fig, path)
 
 
 # -------------------------------------------------------------------------------------------------------------

@@ -697,6 +697,29 @@ def _bins_markdown(rows: list[dict[str, Any]], what: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _kendall_all(tm: TrainedModel, test: TextDataset, rows: Sequence[int], batch_size: int, detach: bool,
+                 max_examples_per_batch: int | None = None) -> dict[str, Any]:
+    """Table 2 summaries (τ of the model's attention vs gradient and vs leave-one-out) of another trained model on
+    the same evaluation rows: how much τ moves between training seeds."""
+    from attnfaith.attr.gradient import GradientImportance
+    from attnfaith.attr.loo import LeaveOneOut
+    from attnfaith.evaluators import KendallTau
+
+    model = tm.model
+    parts: dict[str, list] = {"gradient": [], "loo": []}
+    refs = {"gradient": GradientImportance(model, detach_attention=detach),
+            "loo": LeaveOneOut(model, mode="delete", max_examples_per_batch=max_examples_per_batch)}
+    attn = _explanations(tm)["attention"]
+    for s in range(0, len(rows), batch_size):
+        inputs, afa = tm.encode([test.texts[i] for i in rows[s : s + batch_size]])
+        scores = attn.attribute(inputs, additional_forward_args=afa)
+        for k, ref in refs.items():
+            r = ref.attribute(inputs, additional_forward_args=afa)
+            parts[k].append(KendallTau(model, reference=r).evaluate(inputs, attributions=scores,
+                                                                    additional_forward_args=afa))
+    return {k: concat_results(v).summary() for k, v in parts.items()}
+
+
 def _attention_and_probs(tm: TrainedModel, texts: Sequence[str], device, batch_size: int = 256):
     """Attention ``[N, T]`` (padded with 0) and probabilities ``[N, C]`` of a reference model."""
     model = tm.model
@@ -960,7 +983,8 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
     # ---- Wiegreffe & Pinter (reference models)
     if cfg.is_reference:
         # the same initial vectors for every seed (recomputed: cheap)
-        vectors = word_vectors(cfg.vectors, tm.vocab, cfg.embed_dim, cfg.data_root) if cfg.vectors else None
+        need = cfg.vectors and (cfg.seeds > 0 or cfg.uniform_training)
+        vectors = word_vectors(cfg.vectors, tm.vocab, cfg.embed_dim, cfg.data_root) if need else None
         wp: dict[str, Any] = {}
         if cfg.seeds > 0:
             with timed("seed_variance"):
@@ -973,7 +997,9 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
                     a, p = _attention_and_probs(other, test.texts, device)
                     others_att.append(a)
                     others_p.append(p)
-                    seed_runs.append({"seed": s, "test": other.metrics(test, device), **_train_summary(other)})
+                    seed_runs.append({"seed": s, "test": other.metrics(test, device),
+                                      "kendall": _kendall_all(other, test, eval_idx, bs, detach, mepb),
+                                      **_train_summary(other)})
                 sv = seed_variance(base_att, base_p, others_att, others_p)
             wp["seed_variance"] = {
                 "seeds": list(WP_SEEDS[: cfg.seeds]),
@@ -1023,8 +1049,13 @@ def _erasure_section(erasure: dict[str, Any], explanation_names: Sequence[str]) 
     out = {"rankings": {}, "n_common": int(common.sum()), "explanations": list(explanation_names)}
     for n in names:
         r = erasure[n]
+        nr = r.n_removed_per_order.detach().double().cpu()
+        n_items = r.n_items.detach().double().cpu()[:, None].expand_as(nr)
         out["rankings"][n] = {
             "summary": r.summary(),
+            # flips that happen only once every item's weight is zeroed (the context vector is then 0 / the row
+            # degenerate): a share of the (example, order) pairs
+            "flip_only_when_all_removed": float((nr == n_items).double().mean()) if nr.numel() else math.nan,
             "flipped_share": float(r.flipped.double().mean()),
             "mean_fraction_common": float(frac[n][common].mean()) if common.any() else math.nan,
             "median_fraction_common": float(frac[n][common].median()) if common.any() else math.nan,
@@ -1282,14 +1313,15 @@ def write_report(r: dict[str, Any]) -> str:
         "left out of the mean (SS) and counted separately. The *common* columns average over the "
         f"{er['n_common']} instances where every ranking flipped the decision.",
         "",
-        "| ranking | mean fraction removed (flipped) | never flipped | mean fraction (common) | median fraction "
-        "(common) | mean AOPC |",
-        "|---|---|---|---|---|---|",
+        "| ranking | mean fraction removed (flipped) | never flipped | flips only with every item removed | "
+        "mean fraction (common) | median fraction (common) | mean AOPC |",
+        "|---|---|---|---|---|---|---|",
     ]
     for n, x in er["rankings"].items():
         s = x["summary"]
         lines.append(f"| {n} | {_f(s['mean_fraction_removed'])} | {_f(s['never_flipped'])} | "
-                     f"{_f(x['mean_fraction_common'])} | {_f(x['median_fraction_common'])} | {_f(s['mean_aopc'])} |")
+                     f"{_f(x.get('flip_only_when_all_removed'))} | {_f(x['mean_fraction_common'])} | "
+                     f"{_f(x['median_fraction_common'])} | {_f(s['mean_aopc'])} |")
     lines += ["", f"![erasure]({r['figures'].get('erasure_fractions', '')})", ""]
     u = ev["uniform_inference"]["summary"]
     lines += [
@@ -1324,6 +1356,15 @@ def write_report(r: dict[str, Any]) -> str:
         if "seed_variance" in wp:
             sv = wp["seed_variance"]
             accs = ", ".join(f"{x['seed']}: {_f(x['test']['accuracy'])}" for x in sv["runs"])
+            base_k = ev["explanations"]["attention"]["kendall"]
+            seed_rows = [f"| {sv['base_seed']} (base) | {_f(m['test']['accuracy'])} | "
+                         f"{table2_cell(base_k['gradient']['summary']['all'])} | "
+                         f"{table2_cell(base_k['loo']['summary']['all'])} |"]
+            for x in sv["runs"]:
+                if "kendall" in x:
+                    seed_rows.append(f"| {x['seed']} | {_f(x['test']['accuracy'])} | "
+                                     f"{table2_cell(x['kendall']['gradient']['all'])} | "
+                                     f"{table2_cell(x['kendall']['loo']['all'])} |")
             lines += [
                 "### Seed variance",
                 "",
@@ -1335,6 +1376,12 @@ def write_report(r: dict[str, Any]) -> str:
                 _bins_markdown(sv["bins"], "JSD"),
                 "",
                 f"![seed variance]({r['figures'].get('seed_variance', '')})",
+                "",
+                "Jain & Wallace's τ (all instances) for each seed's model: how much Table 2 moves with the seed.",
+                "",
+                "| seed | test accuracy | τ(attn, gradient) | τ(attn, leave-one-out) |",
+                "|---|---|---|---|",
+                *seed_rows,
                 "",
             ]
     fd = r["findings"]

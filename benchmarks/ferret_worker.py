@@ -2,9 +2,9 @@
 
 ferret-xai 0.4.2 pins transformers < 5 and captum < 0.8, so it cannot share attnfaith's environment. run.py starts
 this script with ``benchmarks/.venv-ferret/bin/python ferret_worker.py SPEC.json``; the spec names a model folder
-(saved by run.py with ``save_pretrained``), the texts, the explanation scores (one per token, the same scores
-attnfaith ranks) and the targets. Then, for every line ``run`` on stdin, it evaluates every explanation with
-``TauLOO_Evaluation`` and answers one JSON line ``{"seconds": ..., "tau": [...]}``; ``quit`` ends it. run.py
+(saved by run.py with ``save_pretrained``), the texts, the explanation scores of one or more methods (one score per
+token, the same scores attnfaith ranks) and the targets. Then, for every line ``run`` on stdin, it evaluates every explanation with
+``TauLOO_Evaluation`` (ferret recomputes the leave-one-out scores for every explanation) and answers one JSON line ``{"seconds": ..., "tau": [...]}``; ``quit`` ends it. run.py
 alternates these runs with its own, so both timings come from the same run.
 """
 
@@ -29,10 +29,12 @@ def main() -> None:
     model = AutoModelForSequenceClassification.from_pretrained(spec["model"]).eval()
     tokenizer = AutoTokenizer.from_pretrained(spec["model"])
     evaluator = TauLOO_Evaluation(model, tokenizer)
+    # one explanation per text and method ("methods": {name: [scores per text]})
     explanations = []
-    for text, scores, target in zip(spec["texts"], spec["scores"], spec["targets"]):
-        tokens = tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"])
-        explanations.append(Explanation(text, tokens, np.asarray(scores, dtype=np.float64), "attention", target))
+    for method, per_text in spec["methods"].items():
+        for text, scores, target in zip(spec["texts"], per_text, spec["targets"]):
+            tokens = tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"])
+            explanations.append(Explanation(text, tokens, np.asarray(scores, dtype=np.float64), method, target))
     print(json.dumps({"ready": True, "versions": {"torch": torch.__version__,
                                                   "transformers": __import__("transformers").__version__,
                                                   "ferret": "0.4.2"}}), flush=True)

@@ -21,7 +21,8 @@ if __name__ == "__main__":
     import torch
 
     if "--threads" not in sys.argv:
-        torch.set_num_threads(int(os.environ.get("ATTNFAITH_THREADS", "2")))
+        # one intra-op thread: on the shared 2-core machine two OpenMP threads made SST training ~5x slower (measured)
+        torch.set_num_threads(int(os.environ.get("ATTNFAITH_THREADS", "1")))
     from attnfaith.replication import main
 
     sys.exit(main())

@@ -21,10 +21,15 @@ full forward per example plus one layer per variant) divided by the float32 matm
 
 from __future__ import annotations
 
+import os
+
+# Two processes take turns on the same cores (case 4 drives ferret in a worker): idle OpenMP threads must sleep,
+# not spin, or each side slows the other down. Set before torch is imported, here and in the worker.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import datetime
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -195,7 +200,6 @@ def _case4(report, model, tokenizer, enc, texts, args, device, full, layer, D, L
     attention = AttentionAttribution(model)
     model_in = {k: v for k, v in enc.items() if k != "special_tokens_mask"}
     items = enc["attention_mask"].bool() & ~enc["special_tokens_mask"].bool()
-    ours = lambda: kt.evaluate(enc)  # noqa: E731
     flops = B * full + n_items * bert_forward_flops(T - 1, D, L, I)
 
     def forward(input_ids, attention_mask):
@@ -204,6 +208,8 @@ def _case4(report, model, tokenizer, enc, texts, args, device, full, layer, D, L
     with torch.no_grad():
         pred = model(**model_in).logits.argmax(-1)
         att = attention.attribute(enc)
+    # both sides rank the same precomputed attention scores against their own leave-one-out scores
+    ours = lambda: kt.evaluate(enc, attributions=att)  # noqa: E731
     feature_mask = torch.arange(T, device=device).expand(B, T)
     fa = FeatureAblation(forward)
     pad = tokenizer.pad_token_id
@@ -226,6 +232,18 @@ def _case4(report, model, tokenizer, enc, texts, args, device, full, layer, D, L
                f"Captum FeatureAblation (ppe={best}) + scipy", t["captum"], 1, flops,
                note="Captum replaces a token by padding (it cannot delete); same number of forwards")
 
+    # several explanation methods on the same texts: attnfaith computes the leave-one-out reference once and
+    # ranks every method against it; ferret's taucorr_loo recomputes it for every explanation
+    from attnfaith import AttentionRollout, GradientImportance
+
+    extra = {"attention": att, "gradient": GradientImportance(model).attribute(enc),
+             "rollout": AttentionRollout(model).attribute(enc)}
+
+    def ours_many():
+        reference = loo.attribute(enc)
+        kt_ref = KendallTau(model, reference=reference)
+        return [kt_ref.evaluate(enc, attributions=a) for a in extra.values()]
+
     if args.no_ferret or not FERRET_PY.exists():
         reason = "--no-ferret" if args.no_ferret else f"{FERRET_PY} missing: run `make ferret-env`"
         print(f"| 4 vs ferret | skipped: {reason} |", flush=True)
@@ -234,33 +252,42 @@ def _case4(report, model, tokenizer, enc, texts, args, device, full, layer, D, L
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        spec = {"model": tmp, "texts": texts, "targets": pred.tolist(), "threads": torch.get_num_threads(),
-                "scores": [att[i][enc["attention_mask"][i].bool()].tolist() for i in range(B)]}
-        spec_path = Path(tmp) / "spec.json"
-        spec_path.write_text(json.dumps(spec))
-        proc = subprocess.Popen([str(FERRET_PY), str(HERE / "ferret_worker.py"), str(spec_path)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            hello = json.loads(proc.stdout.readline())
-            seconds: list[float] = []
+        real = [enc["attention_mask"][i].bool() for i in range(B)]
+        for label, methods, fn in (
+            ("4 LeaveOneOut(delete) + KendallTau", {"attention": att}, ours),
+            (f"4b same, {len(extra)} explanation methods", extra, ours_many),
+        ):
+            spec = {"model": tmp, "texts": texts, "targets": pred.tolist(), "threads": torch.get_num_threads(),
+                    "methods": {m: [s[i][real[i]].tolist() for i in range(B)] for m, s in methods.items()}}
+            spec_path = Path(tmp) / "spec.json"
+            spec_path.write_text(json.dumps(spec))
+            _versus_ferret(report, label, fn, spec_path, args, device, flops)
 
-            def ferret():
-                proc.stdin.write("run\n")
-                proc.stdin.flush()
-                answer = json.loads(proc.stdout.readline())
-                seconds.append(answer["seconds"])
-                return answer
 
-            t = alternate({"ours": ours, "ferret": ferret}, args.repeats, device)
-            # the worker's own clock (inside the evaluation loop) excludes the pipe round trip
-            t["ferret"].seconds = seconds[-args.repeats:]
-            report.add("4 LeaveOneOut(delete) + KendallTau", "attnfaith", t["ours"],
-                       f"ferret {hello['versions']['ferret']} taucorr_loo", t["ferret"], 3, flops,
-                       note=f"ferret under transformers {hello['versions']['transformers']}")
-        finally:
-            proc.stdin.write("quit\n")
+def _versus_ferret(report, label, ours, spec_path, args, device, flops) -> None:
+    proc = subprocess.Popen([str(FERRET_PY), str(HERE / "ferret_worker.py"), str(spec_path)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    try:
+        hello = json.loads(proc.stdout.readline())
+        seconds: list[float] = []
+
+        def ferret():
+            proc.stdin.write("run\n")
             proc.stdin.flush()
-            proc.wait(timeout=60)
+            answer = json.loads(proc.stdout.readline())
+            seconds.append(answer["seconds"])
+            return answer
+
+        t = alternate({"ours": ours, "ferret": ferret}, args.repeats, device)
+        # the worker's own clock (inside the evaluation loop) excludes the pipe round trip
+        t["ferret"].seconds = seconds[-args.repeats:]
+        report.add(label, "attnfaith", t["ours"], f"ferret {hello['versions']['ferret']} taucorr_loo", t["ferret"],
+                   3, flops, note=f"ferret under transformers {hello['versions']['transformers']}")
+    finally:
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+        proc.wait(timeout=60)
 
 
 def _case5(report, args) -> None:

@@ -241,6 +241,74 @@ def test_kendall_integer_mask_accepted():
     torch.testing.assert_close(t_bool, t_int)
 
 
+def test_kendall_float64_count_fallback_matches_scipy(monkeypatch):
+    # Rows with T * T > _F32_EXACT count in float64 instead of float32; force
+    # that path on short rows and check it against scipy and the default path.
+    rng = np.random.default_rng(5)
+    for T in (1, 2, 3, 7, 16, 17, 64, 131):
+        a = rng.integers(0, 5, size=(4, T)).astype(np.float64)
+        b = rng.normal(size=(4, T)).round(1)
+        mask = rng.random((4, T)) < 0.85
+        mask[0] = True
+        args = (torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(mask))
+        default = kendall_tau(*args)
+        monkeypatch.setattr(kendall_mod, "_F32_EXACT", 0)
+        tau, p = kendall_tau(*args)
+        monkeypatch.undo()
+        ref = [ref_kendall(a[i][mask[i]], b[i][mask[i]]) for i in range(4)]
+        assert_close_nan(tau.numpy(), np.array([r[0] for r in ref]), 1e-9)
+        assert_close_nan(p.numpy(), np.array([r[1] for r in ref]), 1e-9)
+        torch.testing.assert_close(tau, default[0], equal_nan=True, rtol=0, atol=0)
+        torch.testing.assert_close(p, default[1], equal_nan=True, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8, torch.bool])
+def test_kendall_small_integer_and_bool_inputs_with_mask(dtype):
+    rng = np.random.default_rng(6)
+    B, T = 5, 23
+    hi = 2 if dtype == torch.bool else 6
+    a = rng.integers(0, hi, size=(B, T))
+    b = rng.integers(0, hi, size=(B, T))
+    mask = rng.random((B, T)) < 0.7
+    tau, p = kendall_tau(
+        torch.from_numpy(a).to(dtype), torch.from_numpy(b).to(dtype), torch.from_numpy(mask)
+    )
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    ref = [ref_kendall(a64[i][mask[i]], b64[i][mask[i]]) for i in range(B)]
+    assert_close_nan(tau.numpy(), np.array([r[0] for r in ref]), 1e-9)
+    assert_close_nan(p.numpy(), np.array([r[1] for r in ref]), 1e-9)
+
+
+def test_kendall_nan_without_mask_and_signed_zero():
+    nan = math.nan
+    a = torch.tensor(
+        [
+            [1.0, 2.0, 3.0, 4.0, 5.0],
+            [1.0, nan, 3.0, 4.0, 5.0],  # NaN in a
+            [1.0, 2.0, 3.0, 4.0, 5.0],
+            [1.0, 2.0, 3.0, 4.0, 5.0],
+            [0.0, -0.0, 1.0, -0.0, 0.0],  # -0.0 == 0.0 (one tie group)
+        ],
+        dtype=torch.float64,
+    )
+    b = torch.tensor(
+        [
+            [1.0, 3.0, 2.0, 5.0, 4.0],
+            [1.0, 3.0, 2.0, 5.0, 4.0],
+            [-nan, 3.0, 2.0, 5.0, 4.0],  # NaN (sign bit set) in b
+            [1.0, 3.0, 2.0, 5.0, nan],  # NaN in b
+            [1.0, 2.0, 3.0, 0.0, 5.0],
+        ],
+        dtype=torch.float64,
+    )
+    tau, p = kendall_tau(a, b)
+    assert torch.isnan(tau[1:4]).all() and torch.isnan(p[1:4]).all()
+    for i in (0, 4):
+        ref = kendalltau(a[i].numpy(), b[i].numpy(), method="asymptotic")
+        assert abs(float(tau[i]) - ref.statistic) < 1e-12
+        assert abs(float(p[i]) - ref.pvalue) < 1e-12
+
+
 # ---------------------------------------------------------------------------
 # divergences
 # ---------------------------------------------------------------------------

@@ -159,6 +159,7 @@ class AttentionTap:
         self._names: dict[nn.Module, str] = {}
         self._attention_modules: list[nn.Module] = []
         self._dropout_confirmed: set[nn.Module] | None = None
+        self._dropout_causal: dict[nn.Module, bool] = {}
         self._model_key_mask: torch.Tensor | None = None
         self._depth = 0
         self._partial_index: dict[str, int] | None = None
@@ -495,7 +496,11 @@ class AttentionTap:
         allowed = self._key_allowed(x.shape, x.device)
         # no model-independent flag says whether such a layer is causal (BLOOM, GPT-Neo... take this route): it is
         # when no real query puts weight on a later key; then interventions must not move weight there either
-        causal = self._causal_from_probs(x)
+        causal = self._dropout_causal.get(module)
+        if causal is None:  # decided in the first forward with >= 2 queries, then kept (no sync per call)
+            causal = self._causal_from_probs(x)
+            if x.shape[-2] >= 2:
+                self._dropout_causal[module] = causal
         if causal:
             Tq, Tk = x.shape[-2:]
             allowed = allowed & torch.ones(Tq, Tk, dtype=torch.bool, device=x.device).tril(Tk - Tq)

@@ -95,11 +95,7 @@ class LeaveOneOut(TokenAttribution):
         else:
             rid = self.replacement_id if self.replacement_id is not None else mask_id_of(self.model, self.tokenizer)
             varied = replace_positions(sub, drop, rid)
-        if width is not None and width < varied.length:
-            varied = varied.with_tokens(varied.input_ids[:, :width], varied.attention_mask[:, :width],
-                                        varied.items[:, :width],
-                                        {k: v[:, :width] for k, v in varied.token_args.items()})
-        return varied
+        return varied if width is None else varied.truncate(width)
 
     def attribute_batch(self, batch: Batch, target: Any = None, **kwargs: Any) -> torch.Tensor:
         if kwargs:

@@ -26,7 +26,6 @@ from attnfaith._inputs import call_model, probs_of
 from attnfaith._state import model_guard
 from attnfaith.attention import AttentionTap
 from attnfaith.evaluators._base import Evaluator
-from attnfaith.evaluators.kendall import _clean, _fmt, _listify
 from attnfaith.evaluators.permutation import (
     bin_summary,
     bins_markdown,
@@ -38,6 +37,7 @@ from attnfaith.evaluators.permutation import (
 )
 from attnfaith.metrics import jsd, tvd
 from attnfaith.nn import masked_softmax
+from attnfaith.results import clean_json, fmt_number, to_json_list
 
 __all__ = ["AdversarialAttention", "AdversarialAttentionResult"]
 
@@ -82,7 +82,7 @@ class AdversarialAttentionResult:
     def to_markdown(self) -> str:
         s = self.summary()["all"]
         head = (f"Adversarial attention, layer {self.layer}: max JSD with output TVD ≤ {self.accept:g} "
-                f"(Jain & Wallace 2019, §4.3); mean JSD {_fmt(s['jsd_mean'])} (ln 2 = {math.log(2):.3f})")
+                f"(Jain & Wallace 2019, §4.3); mean JSD {fmt_number(s['jsd_mean'])} (ln 2 = {math.log(2):.3f})")
         return bins_markdown(head, self.summary(), "jsd")
 
     def __str__(self) -> str:
@@ -92,10 +92,10 @@ class AdversarialAttentionResult:
         return {
             "layer": self.layer,
             "accept": self.accept,
-            **{name: _listify(getattr(self, name)) for name in (
+            **{name: to_json_list(getattr(self, name)) for name in (
                 "jsd", "tvd", "weights", "original", "query", "chosen", "candidate_jsd", "candidate_tvd",
                 "accepted", "max_attention", "predicted")},
-            "summary": _clean(self.summary()),
+            "summary": clean_json(self.summary()),
         }
 
 

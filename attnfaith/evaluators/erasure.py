@@ -62,7 +62,6 @@ forward per example and per removal (the tests' reference).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -77,6 +76,7 @@ from attnfaith.evaluators._variants import AttentionVariants
 from attnfaith.evaluators.rankings import Ranking, auto_query, resolve_ranking
 from attnfaith.metrics import descending_order
 from attnfaith.perturb import delete_positions, mask_id_of, pad_id_of, replace_positions
+from attnfaith.results import clean_json, markdown_table, to_json_list
 
 __all__ = ["ErasureFlip", "ErasureResult", "ErasureComparison"]
 
@@ -87,46 +87,6 @@ _ERASE = ("delete", "mask")
 # ----------------------------------------------------------------------------------------------------------------
 # helpers shared with single.py and uniform.py
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _listify(t: torch.Tensor | None) -> Any:
-    """A tensor as nested Python lists with NaN/inf → None (strict JSON)."""
-    if t is None:
-        return None
-    values = t.detach().cpu().tolist()
-
-    def clean(x):
-        if isinstance(x, list):
-            return [clean(v) for v in x]
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        return x
-
-    return clean(values)
-
-
-def _num(x: Any) -> Any:
-    """A float for JSON: NaN/inf → None."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _fmt(x: Any, digits: int = 3) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, bool) or isinstance(x, int):
-        return str(x)
-    x = float(x)
-    return "nan" if not math.isfinite(x) else f"{x:.{digits}f}"
-
-
-def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(v) if not isinstance(v, str) else v for v in row) + " |")
-    return "\n".join(lines)
 
 
 def check_layer_spec(layer: Any, name: str = "layer") -> Any:
@@ -214,6 +174,21 @@ def validate_heads_for(heads: Any, infos: Sequence[AttentionLayer], layers: Sequ
             raise ValueError(f"{name}={heads!r} is out of range: attention layer {layer} has {h} heads")
 
 
+def resolve_attention_layers(model: nn.Module, batch: Batch, layer: Any, heads: Any,
+                             modules: Sequence[str] | None = None, query: Any = None, *, name: str = "layer",
+                             all_means: str = "input_keys") -> tuple[list[int], Any]:
+    """``(layers, query)`` of an evaluator on ``batch``: the model's attention layers (:func:`probe_layers`), the
+    validated ``layer`` spec resolved against them (:func:`resolve_layers`, ``ValueError`` naming ``name``), ``heads``
+    checked against every chosen layer (:func:`validate_heads_for`), and ``query="auto"`` resolved for those layers
+    (:func:`attnfaith.evaluators.rankings.auto_query`; any other ``query``, None included, is returned as given)."""
+    infos = probe_layers(model, batch, modules)
+    layers = resolve_layers(layer, infos, name, all_means=all_means)
+    validate_heads_for(heads, infos, layers, "heads")
+    if query == "auto":
+        query = auto_query(infos, layers)
+    return layers, query
+
+
 def check_items(batch: Batch, name: str = "inputs", minimum: int = 1) -> None:
     """``ValueError`` naming ``name`` if an example has fewer than ``minimum`` items."""
     n = batch.n_items
@@ -246,6 +221,13 @@ def _ranks(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 # results
 # ----------------------------------------------------------------------------------------------------------------
+
+_TABLE_HEADER = ("ranking", "mean fraction removed", "never flipped", "mean AOPC", "examples", "orders")
+
+
+def _table_row(name: str, s: Mapping[str, Any]) -> list[Any]:
+    """One ranking's row of the markdown table, from its :meth:`ErasureResult.summary`."""
+    return [name, s["mean_fraction_removed"], s["never_flipped"], s["mean_aopc"], s["n_examples"], s["n_orders"]]
 
 
 @dataclass
@@ -327,28 +309,23 @@ class ErasureResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable: the summary and every per-example value (NaN → None)."""
-        s = self.summary()
         return {
-            "summary": {k: (_num(v) if isinstance(v, float) else v) for k, v in s.items()},
-            "n_items": _listify(self.n_items),
-            "prediction": _listify(self.prediction),
-            "n_removed": _listify(self.n_removed),
-            "fraction_removed": _listify(self.fraction_removed),
-            "flipped": _listify(self.flipped),
-            "curve": _listify(self.curve),
-            "aopc": _listify(self.aopc),
-            "n_removed_per_order": _listify(self.n_removed_per_order),
-            "scores": _listify(self.scores),
+            "summary": clean_json(self.summary()),
+            "n_items": to_json_list(self.n_items),
+            "prediction": to_json_list(self.prediction),
+            "n_removed": to_json_list(self.n_removed),
+            "fraction_removed": to_json_list(self.fraction_removed),
+            "flipped": to_json_list(self.flipped),
+            "curve": to_json_list(self.curve),
+            "aopc": to_json_list(self.aopc),
+            "n_removed_per_order": to_json_list(self.n_removed_per_order),
+            "scores": to_json_list(self.scores),
         }
 
     def to_markdown(self) -> str:
         s = self.summary()
         title = f"ErasureFlip ({s['level']}{'' if s['level'] == 'attention' else ', erase=' + str(s['erase'])})"
-        table = _markdown_table(
-            ["ranking", "mean fraction removed", "never flipped", "mean AOPC", "examples", "orders"],
-            [[s["method"], s["mean_fraction_removed"], s["never_flipped"], s["mean_aopc"], s["n_examples"],
-              s["n_orders"]]],
-        )
+        table = markdown_table(_TABLE_HEADER, [_table_row(s["method"], s)])
         return f"**{title}**\n\n{table}"
 
     def __str__(self) -> str:
@@ -376,13 +353,7 @@ class ErasureComparison:
         return {name: r.to_dict() for name, r in self.results.items()}
 
     def to_markdown(self) -> str:
-        rows = []
-        for name, s in self.table.items():
-            rows.append([name, s["mean_fraction_removed"], s["never_flipped"], s["mean_aopc"], s["n_examples"],
-                         s["n_orders"]])
-        return _markdown_table(
-            ["ranking", "mean fraction removed", "never flipped", "mean AOPC", "examples", "orders"], rows
-        )
+        return markdown_table(_TABLE_HEADER, [_table_row(name, s) for name, s in self.table.items()])
 
     def __str__(self) -> str:
         return self.to_markdown()
@@ -559,11 +530,7 @@ class ErasureFlip(Evaluator):
                 return None, "cls"
             resolve_layers(self.layer, infos, "layer")
             return None, "cls"
-        infos = probe_layers(self.model, batch, self.modules)
-        layers = resolve_layers(self.layer, infos, "layer")
-        validate_heads_for(self.heads, infos, layers, "heads")
-        query = auto_query(infos, layers) if self.query == "auto" else self.query
-        return layers, query
+        return resolve_attention_layers(self.model, batch, self.layer, self.heads, self.modules, self.query)
 
     def _ranking(self, attributions: Any, batch: Batch, target: Any, layers, query,
                  name: str = "attributions") -> Ranking:
@@ -592,11 +559,7 @@ class ErasureFlip(Evaluator):
             varied = delete_positions(sub, erase, pad_id_of(model), trim=False)
         else:
             varied = replace_positions(sub, erase, replacement)
-        if width is not None and width < varied.length:
-            varied = varied.with_tokens(varied.input_ids[:, :width], varied.attention_mask[:, :width],
-                                        varied.items[:, :width],
-                                        {k: v[:, :width] for k, v in varied.token_args.items()})
-        return probs_of(self._call(varied))
+        return probs_of(self._call(varied if width is None else varied.truncate(width)))
 
     def _call(self, sub: Batch) -> torch.Tensor:
         if self.dtype is not None:

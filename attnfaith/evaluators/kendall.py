@@ -10,9 +10,8 @@ plot_SP_histogram_by_class``, ``np.std`` i.e. population std, ddof = 0).
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -26,6 +25,7 @@ from attnfaith.attr.ig import EmbeddingIntegratedGradients
 from attnfaith.attr.loo import LeaveOneOut
 from attnfaith.evaluators._base import Evaluator, attribution_scores
 from attnfaith.metrics import kendall_tau
+from attnfaith.results import clean_json, fmt_number, pad_cat, to_json_list
 
 __all__ = ["KendallTau", "KendallTauResult", "REFERENCES"]
 
@@ -33,40 +33,8 @@ __all__ = ["KendallTau", "KendallTauResult", "REFERENCES"]
 REFERENCES = ("loo", "gradient", "ig")
 
 
-def _clean(x: Any) -> Any:
-    """NaN/inf → None in nested lists / dicts (strict JSON)."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def _listify(t: torch.Tensor) -> list:
-    """A tensor as nested Python lists with NaN/inf → None (strict JSON)."""
-    return _clean(t.detach().cpu().tolist())
-
-
 def _stat(x: torch.Tensor) -> float:
     return float(x) if x.numel() else float("nan")
-
-
-def _fmt(x: float, digits: int = 3) -> str:
-    return "nan" if not math.isfinite(x) else f"{x:.{digits}f}"
-
-
-def _pad_cat(tensors: Sequence[torch.Tensor], fill) -> torch.Tensor:
-    """Concatenate ``[B_i, T_i, ...]`` tensors along rows, right-padding the token axis to the longest."""
-    width = max(t.shape[1] for t in tensors)
-    out = []
-    for t in tensors:
-        if t.shape[1] < width:
-            pad = torch.full((t.shape[0], width - t.shape[1], *t.shape[2:]), fill, dtype=t.dtype, device=t.device)
-            t = torch.cat([t, pad], dim=1)
-        out.append(t)
-    return torch.cat(out, dim=0)
 
 
 @dataclass
@@ -121,7 +89,7 @@ class KendallTauResult:
             "|---|---|---|---|",
         ]
         for key, s in self.summary().items():
-            rows.append(f"| {key} | {_fmt(s['mean'])} ± {_fmt(s['std'])} | {_fmt(s['sig_frac'], 2)} | {s['n']} |")
+            rows.append(f"| {key} | {fmt_number(s['mean'])} ± {fmt_number(s['std'])} | {fmt_number(s['sig_frac'], 2)} | {s['n']} |")
         return "\n".join(rows)
 
     def __str__(self) -> str:
@@ -131,13 +99,13 @@ class KendallTauResult:
         """JSON-serialisable: every tensor as nested lists (NaN → None), and the summary."""
         return {
             "reference": self.reference_name,
-            "tau": _listify(self.tau),
-            "pvalue": _listify(self.pvalue),
-            "attributions": _listify(self.attributions),
-            "reference_scores": _listify(self.reference),
-            "predicted": _listify(self.predicted),
-            "items": _listify(self.items),
-            "summary": _clean(self.summary()),
+            "tau": to_json_list(self.tau),
+            "pvalue": to_json_list(self.pvalue),
+            "attributions": to_json_list(self.attributions),
+            "reference_scores": to_json_list(self.reference),
+            "predicted": to_json_list(self.predicted),
+            "items": to_json_list(self.items),
+            "summary": clean_json(self.summary()),
         }
 
     @classmethod
@@ -149,10 +117,10 @@ class KendallTauResult:
         return cls(
             tau=torch.cat([r.tau for r in results]),
             pvalue=torch.cat([r.pvalue for r in results]),
-            attributions=_pad_cat([r.attributions for r in results], 0),
-            reference=_pad_cat([r.reference for r in results], 0),
+            attributions=pad_cat([r.attributions for r in results], 0),
+            reference=pad_cat([r.reference for r in results], 0),
             predicted=torch.cat([r.predicted for r in results]),
-            items=_pad_cat([r.items for r in results], False),
+            items=pad_cat([r.items for r in results], False),
             reference_name=results[0].reference_name,
             alpha=results[0].alpha,
         )

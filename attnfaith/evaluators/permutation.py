@@ -23,8 +23,9 @@ from attnfaith.attention import AttentionTap, real_key_permutation
 from attnfaith.attr._base import reduce_attention, validate_query
 from attnfaith.evaluators._variants import AttentionVariants
 from attnfaith.evaluators._base import Evaluator
-from attnfaith.evaluators.kendall import _clean, _fmt, _listify, _pad_cat, resolve_query
+from attnfaith.evaluators.kendall import resolve_query
 from attnfaith.metrics import tvd
+from attnfaith.results import clean_json, fmt_number, pad_cat, to_json_list
 
 __all__ = ["PermutationTVD", "PermutationTVDResult", "MAX_ATTENTION_BINS"]
 
@@ -102,7 +103,7 @@ def _group(v: torch.Tensor, name: str) -> dict[str, float]:
 def bins_markdown(title: str, summary: dict[str, dict[str, float]], name: str) -> str:
     rows = [title, "", f"| max attention | n | mean {name} | median {name} |", "|---|---|---|---|"]
     for label, s in summary.items():
-        rows.append(f"| {label} | {s['n']} | {_fmt(s[f'{name}_mean'])} | {_fmt(s[f'{name}_median'])} |")
+        rows.append(f"| {label} | {s['n']} | {fmt_number(s[f'{name}_mean'])} | {fmt_number(s[f'{name}_median'])} |")
     return "\n".join(rows)
 
 
@@ -150,14 +151,14 @@ class PermutationTVDResult:
         return {
             "layer": self.layer,
             "per_head": self.per_head,
-            "tvd": _listify(self.tvd),
-            "median": _listify(self.median),
-            "max": _listify(self.max),
-            "max_attention": _listify(self.max_attention),
-            "permutations": _listify(self.permutations),
-            "predicted": _listify(self.predicted),
-            "items": _listify(self.items),
-            "summary": _clean(self.summary()),
+            "tvd": to_json_list(self.tvd),
+            "median": to_json_list(self.median),
+            "max": to_json_list(self.max),
+            "max_attention": to_json_list(self.max_attention),
+            "permutations": to_json_list(self.permutations),
+            "predicted": to_json_list(self.predicted),
+            "items": to_json_list(self.items),
+            "summary": clean_json(self.summary()),
         }
 
     @classmethod
@@ -178,7 +179,7 @@ class PermutationTVDResult:
             tvd=torch.cat([r.tvd for r in results]), median=torch.cat([r.median for r in results]),
             max=torch.cat([r.max for r in results]), max_attention=torch.cat([r.max_attention for r in results]),
             permutations=torch.cat(perms), predicted=torch.cat([r.predicted for r in results]),
-            items=_pad_cat([r.items for r in results], False), layer=results[0].layer, per_head=results[0].per_head,
+            items=pad_cat([r.items for r in results], False), layer=results[0].layer, per_head=results[0].per_head,
         )
 
 

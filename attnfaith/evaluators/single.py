@@ -34,11 +34,11 @@ from attnfaith.attention import AttentionTap
 from attnfaith.evaluators._variants import AttentionVariants
 from attnfaith.evaluators._base import Evaluator
 from attnfaith.evaluators.erasure import (
-    _listify, _markdown_table, _num, check_heads, check_items, check_layer_spec, check_query, probe_layers,
-    resolve_layers, validate_heads_for,
+    check_heads, check_items, check_layer_spec, check_query, resolve_attention_layers,
 )
-from attnfaith.evaluators.rankings import auto_query, resolve_ranking
+from attnfaith.evaluators.rankings import resolve_ranking
 from attnfaith.metrics import descending_order, js_from_logits, jsd
+from attnfaith.results import clean_json, markdown_table, to_json_list
 
 __all__ = ["SingleWeightErasure", "SingleWeightResult", "output_js"]
 
@@ -127,29 +127,28 @@ class SingleWeightResult:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        s = self.summary()
         return {
-            "summary": {k: (_num(v) if isinstance(v, float) else v) for k, v in s.items()},
-            "top_index": _listify(self.top_index),
-            "random_index": _listify(self.random_index),
-            "js_top": _listify(self.js_top),
-            "js_random": _listify(self.js_random),
-            "delta_js": _listify(self.delta_js),
-            "flip_top": _listify(self.flip_top),
-            "flip_random": _listify(self.flip_random),
-            "prediction": _listify(self.prediction),
-            "flip_table": _listify(self.flip_table),
+            "summary": clean_json(self.summary()),
+            "top_index": to_json_list(self.top_index),
+            "random_index": to_json_list(self.random_index),
+            "js_top": to_json_list(self.js_top),
+            "js_random": to_json_list(self.js_random),
+            "delta_js": to_json_list(self.delta_js),
+            "flip_top": to_json_list(self.flip_top),
+            "flip_random": to_json_list(self.flip_random),
+            "prediction": to_json_list(self.prediction),
+            "flip_table": to_json_list(self.flip_table),
         }
 
     def to_markdown(self) -> str:
         s = self.summary()
-        head = _markdown_table(
+        head = markdown_table(
             ["ranking", "mean JS top", "mean JS random", "mean ΔJS", "ΔJS > 0", "top flips", "random flips",
              "compared"],
             [[s["method"], s["mean_js_top"], s["mean_js_random"], s["mean_delta_js"], s["share_delta_js_positive"],
               s["flip_top"], s["flip_random"], s["n_compared"]]],
         )
-        table = _markdown_table(
+        table = markdown_table(
             ["remove i* flips? \\ remove random flips?", "yes", "no"],
             [["yes", str(s["both_flip"]), str(s["only_top_flips"])],
              ["no", str(s["only_random_flips"]), str(s["neither_flips"])]],
@@ -233,10 +232,7 @@ class SingleWeightErasure(Evaluator):
         B, T = batch.input_ids.shape
         device = batch.device
         with model_guard(model):
-            infos = probe_layers(model, batch, self.modules)
-            layers = resolve_layers(self.layer, infos, "layer")
-            validate_heads_for(self.heads, infos, layers, "heads")
-            query = auto_query(infos, layers) if self.query == "auto" else self.query
+            layers, query = resolve_attention_layers(model, batch, self.layer, self.heads, self.modules, self.query)
             ranking = resolve_ranking(attributions, model, batch, target, layers=layers, heads=self.heads,
                                       query=query, n_random=1, seed=self.seed + 1, name="attributions")
             scores = ranking.scores[0]

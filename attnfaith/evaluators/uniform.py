@@ -27,10 +27,9 @@ from attnfaith._inputs import call_model, probs_of
 from attnfaith._state import model_guard
 from attnfaith.attention import AttentionTap
 from attnfaith.evaluators._base import Evaluator
-from attnfaith.evaluators.erasure import (
-    _listify, _markdown_table, _num, check_heads, check_layer_spec, probe_layers, resolve_layers, validate_heads_for,
-)
+from attnfaith.evaluators.erasure import check_heads, check_layer_spec, resolve_attention_layers
 from attnfaith.metrics import jsd, tvd
+from attnfaith.results import clean_json, markdown_table, to_json_list
 
 __all__ = ["UniformAttention", "UniformAttentionResult"]
 
@@ -87,22 +86,21 @@ class UniformAttentionResult:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        s = self.summary()
         return {
-            "summary": {k: (_num(v) if isinstance(v, float) else v) for k, v in s.items()},
-            "tvd": _listify(self.tvd),
-            "jsd": _listify(self.jsd),
-            "flipped": _listify(self.flipped),
-            "prediction": _listify(self.prediction),
-            "prediction_uniform": _listify(self.prediction_uniform),
-            "probs": _listify(self.probs),
-            "probs_uniform": _listify(self.probs_uniform),
-            "labels": _listify(self.labels),
+            "summary": clean_json(self.summary()),
+            "tvd": to_json_list(self.tvd),
+            "jsd": to_json_list(self.jsd),
+            "flipped": to_json_list(self.flipped),
+            "prediction": to_json_list(self.prediction),
+            "prediction_uniform": to_json_list(self.prediction_uniform),
+            "probs": to_json_list(self.probs),
+            "probs_uniform": to_json_list(self.probs_uniform),
+            "labels": to_json_list(self.labels),
         }
 
     def to_markdown(self) -> str:
         s = self.summary()
-        return "**UniformAttention**\n\n" + _markdown_table(
+        return "**UniformAttention**\n\n" + markdown_table(
             ["layers", "mean TVD", "mean JSD", "flip rate", "accuracy", "accuracy (uniform)", "examples"],
             [[str(s["layers"]), s["mean_tvd"], s["mean_jsd"], s["flip_rate"], s["accuracy"], s["accuracy_uniform"],
               s["n_examples"]]],
@@ -168,9 +166,8 @@ class UniformAttention(Evaluator):
                 raise ValueError(f"labels has {labels.shape[0]} entries but the batch has {B} examples")
         model = self.model
         with model_guard(model):
-            infos = probe_layers(model, batch, self.modules)
-            layers = resolve_layers(self.layers, infos, "layers", all_means="every")
-            validate_heads_for(self.heads, infos, layers, "heads")
+            layers, _ = resolve_attention_layers(model, batch, self.layers, self.heads, self.modules, name="layers",
+                                                 all_means="every")
             runner = self.runner_for(max_examples_per_batch)
             with torch.no_grad(), AttentionTap(model, capture=None, modules=self.modules) as tap:
                 def run(uniform: bool):

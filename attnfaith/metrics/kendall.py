@@ -20,28 +20,102 @@ from .ranking import _as_bool_mask, _require_real, _require_rows, _require_tenso
 
 __all__ = ["kendall_tau"]
 
-# Upper bound on B_chunk * T * T pair entries materialised at once; rows are
-# processed in chunks of at most this many pair entries (at least one row).
+# Upper bound on the work entries (~ B_chunk * 2 T**1.5, see ``_row_cost``)
+# materialised at once; rows are processed in chunks of at most this much work
+# (at least one row).  Every count is an exact integer, so the chunking never
+# changes a result.
 _PAIR_BUDGET = 1 << 24
 
+# The inversion count runs in float32 (exact for integers below 2**24) while
+# every partial count fits, i.e. for rows with T * T <= _F32_EXACT (T <= 4096);
+# longer rows use float64 (exact below 2**53).
+_F32_EXACT = 1 << 24
 
-def _sign_matrix(x: Tensor) -> Tensor:
-    """``int8 [B, T, T]`` with ``s[b, i, j] = sign(x[b, i] - x[b, j])``.
 
-    Computed with comparisons (not a subtraction), so ``±inf`` work and
-    integer inputs are compared exactly.  NaN compares as a tie here; rows with
-    NaN at a valid position are turned into NaN by the caller.
+def _blocks(T: int) -> tuple[int, int]:
+    """``(s, nb)``: block length ``s ~ 2 sqrt(T)`` and block count ``nb = ceil(T / s)``."""
+    s = max(1, min(T, 2 * math.isqrt(T)))
+    return s, -(-T // s)
+
+
+def _row_cost(T: int) -> int:
+    """Entries materialised per row by :func:`_chunk_stats` (for chunking)."""
+    s, nb = _blocks(T)
+    return nb * s * s + 2 * nb * T + 16 * T + 1
+
+
+def _inversions(x: Tensor, T: int) -> Tensor:
+    """``int64 [R]``: ``sum_{i<j} [x[r, i] > x[r, j]]``, ``x [R, T]`` integer-valued in ``[0, T)``.
+
+    Two levels with ``nb`` blocks of ``s ~ 2 sqrt(T)`` positions: O(T**1.5) per
+    row and no comparison matrix over all pairs.
+
+    * Pairs inside a block are compared directly, ``clamp(x_i - x_j, 0, 1)``
+      summed over ``i < j``, with the rows on the innermost (contiguous) axis so
+      that the elementwise ops vectorise across rows.
+    * Pairs across blocks: with ``H[k, v]`` the number of positions of block
+      ``k`` holding value ``v`` and ``F[k, v]`` the number of positions in
+      blocks ``<= k`` holding a value ``<= v`` (``H`` cumulated over blocks and
+      values), the pairs ``i`` in an earlier block than ``j`` with
+      ``x_i <= x_j`` number ``sum_{k >= 1} sum_v H[k, v] F[k-1, v]``; the other
+      earlier-block pairs are inversions.
     """
-    xi = x.unsqueeze(-1)
-    xj = x.unsqueeze(-2)
-    return (xi > xj).to(torch.int8) - (xi < xj).to(torch.int8)
+    R = x.shape[0]
+    dev = x.device
+    dt = torch.float32 if T * T <= _F32_EXACT else torch.float64
+    s, nb = _blocks(T)
+    P = nb * s
+    xt = torch.empty((P, R), dtype=dt, device=dev)
+    xt[:T].copy_(x.t())
+    xt[T:].fill_(T - 1)  # padding with the largest value has no inversions
+    xb = xt.view(nb, s, R)
+    i = torch.arange(s, device=dev)
+    before = (i.unsqueeze(-1) < i).to(dt).view(1, 1, s * s)  # [i < j]
+    gt = (xb.unsqueeze(2) - xb.unsqueeze(1)).clamp_(0, 1).view(nb, s * s, R)
+    inv = torch.matmul(before, gt).sum((0, 1)).to(torch.int64)
+    del xt, xb, gt
+    if nb == 1:
+        return inv
+    q = torch.arange(T, device=dev)
+    H = torch.zeros((R, nb * T), dtype=dt, device=dev)
+    one = torch.ones((), dtype=dt, device=dev).expand(R, T)
+    H.scatter_add_(1, x.to(torch.int64) + (q // s) * T, one)
+    F = H.view(R, nb, T)[:, :-1].cumsum(1).cumsum_(-1).view(R, (nb - 1) * T, 1)
+    le = torch.bmm(H[:, T:].unsqueeze(1), F).view(R)
+    # Position q (block q // s) has s * (q // s) earlier-block positions in all.
+    earlier = s * sum(k * min(s, T - k * s) for k in range(nb))
+    return inv + (earlier - le.to(torch.int64))
 
 
-def _chunk_stats(a: Tensor, b: Tensor, m: Tensor) -> tuple[Tensor, ...]:
-    """Integer pair statistics of one chunk of rows (all ``int64 [b]``).
+def _sort_key(x: Tensor, m: Tensor | None) -> Tensor:
+    """Order-preserving sort key of ``x`` (ties kept); masked-out positions become NaN.
 
-    Returns ``(n, con_minus_dis, xtie, ytie, x0, x1, y0, y1)`` with scipy's
-    meaning:
+    NaN sorts after every number (``torch.sort``) and is unequal to itself, so
+    masked-out positions form a suffix of every sorted row and no tie group.
+    Integer inputs are made floating only when a mask needs the NaN: exactly
+    (``float64``) up to 32 bits, via dense ranks for 64-bit integers.
+    """
+    if x.is_floating_point() and x.device.type != "cpu":
+        # Radix sorts (CUDA) order -0.0 before +0.0; both are the same value.
+        x = x + 0.0
+    if m is None:
+        return x
+    if not x.is_floating_point():
+        if x.element_size() <= 4:
+            x = x.to(torch.float64)
+        else:
+            sx, ix = torch.sort(x, dim=-1)
+            dense = torch.zeros(sx.shape, dtype=torch.float64, device=x.device)
+            torch.ne(sx[:, 1:], sx[:, :-1], out=dense[:, 1:])
+            x = torch.empty_like(dense).scatter_(1, ix, dense.cumsum_(-1))
+    return torch.where(m, x, torch.full((), math.nan, dtype=x.dtype, device=x.device))
+
+
+def _chunk_stats(a: Tensor, b: Tensor, m: Tensor | None) -> tuple[Tensor, ...]:
+    """Integer pair statistics of one chunk of rows (``int64 [b]``) and NaN flags.
+
+    Returns ``(n, con_minus_dis, xtie, ytie, x0, x1, y0, y1, has_nan)`` with
+    scipy's meaning (``has_nan``: bool, a NaN at a valid position):
 
     * ``con_minus_dis`` = sum over valid pairs ``i < j`` of
       ``sign(a_i - a_j) * sign(b_i - b_j)`` (concordant minus discordant);
@@ -50,32 +124,61 @@ def _chunk_stats(a: Tensor, b: Tensor, m: Tensor) -> tuple[Tensor, ...]:
     * ``x0 = sum_g c_g (c_g-1)(c_g-2)``, ``x1 = sum_g c_g (c_g-1)(2 c_g+5)``
       (and ``y0``, ``y1`` for ``b``).
 
-    Group sums are obtained per position: with ``c_i`` the size of the tie group
-    containing valid position ``i``, ``sum_g f(c_g) = sum_i f(c_i) / c_i``.
+    Knight's (1966) method, as in scipy: sort by ``b``, then stably by ``a``,
+    which orders the positions lexicographically by ``(a, b)``; then
+    ``con_minus_dis = tot - xtie - ytie + ntie - 2 dis`` with ``ntie`` the pairs
+    tied in both and ``dis`` the inversions of the ``b`` ranks in that order.
+    Tie groups are runs of equal sorted values: with ``t`` the 0-based place of
+    a position in its run, ``sum_g c(c-1)/2 = sum t`` and
+    ``sum_g c(c-1)(c-2) = 3 sum t(t-1)``; ``x1 = 2 x0 + 18 xtie``.
     """
-    mj = m.unsqueeze(-2).to(torch.int8)  # [b, 1, T]
-    mi = m.to(torch.int64)  # [b, T]
-    sa = _sign_matrix(a)
-    sb = _sign_matrix(b)
-
-    # Full symmetric sum over valid (i, j) counts every pair twice (diagonal = 0).
-    cmd2 = (((sa * sb) * mj).sum(-1) * mi).sum(-1)
-    # c_i: number of valid j (including i itself) tied with i.
-    ca = (((sa == 0).to(torch.int8) * mj).sum(-1)) * mi
-    cb = (((sb == 0).to(torch.int8) * mj).sum(-1)) * mi
-    del sa, sb
-
-    n = mi.sum(-1)
-    # For invalid positions c_i = 0 -> use masks so they contribute nothing.
-    ca1 = (ca - 1) * mi
-    cb1 = (cb - 1) * mi
-    xtie2 = ca1.sum(-1)  # = 2 * xtie
-    ytie2 = cb1.sum(-1)
-    x0 = (ca1 * (ca - 2)).sum(-1)
-    x1 = (ca1 * (2 * ca + 5)).sum(-1)
-    y0 = (cb1 * (cb - 2)).sum(-1)
-    y1 = (cb1 * (2 * cb + 5)).sum(-1)
-    return n, cmd2 // 2, xtie2 // 2, ytie2 // 2, x0, x1, y0, y1
+    R, T = a.shape
+    dev = a.device
+    masked = m is not None
+    n = m.sum(-1) if masked else torch.full((R,), T, dtype=torch.int64, device=dev)
+    if T == 0:
+        zero = torch.zeros(R, dtype=torch.int64, device=dev)
+        return (n,) + (zero,) * 7 + (zero.bool(),)
+    sb, ib = torch.sort(_sort_key(b, m), dim=-1)
+    sa, ia = torch.sort(_sort_key(a, m).gather(1, ib), dim=-1, stable=True)
+    # A NaN at a valid position (scipy propagates it).  The T - n masked-out
+    # positions are NaN keys too; without a mask, NaNs sort to an end of the row
+    # (the last place; CUDA's radix sort puts sign-bit NaNs first).
+    has_nan = torch.zeros(R, dtype=torch.bool, device=dev)
+    for sx in (sa, sb):
+        if sx.is_floating_point():
+            if masked:
+                has_nan |= torch.isnan(sx).sum(-1) > T - n
+            else:
+                has_nan |= torch.isnan(sx[:, 0]) | torch.isnan(sx[:, -1])
+    del sx
+    bl = sb.gather(1, ia)  # b in (a, b) order
+    # Run starts: [b-order runs of b, (a,b)-order runs of a, runs of (a, b)], in
+    # a float type that holds every sum below exactly (sum t^2 <= T^3 / 3).
+    rt = torch.float32 if T <= 256 else torch.float64
+    new = torch.zeros((R, 3, T), dtype=torch.bool, device=dev)
+    torch.ne(sb[:, 1:], sb[:, :-1], out=new[:, 0, 1:])
+    torch.ne(sa[:, 1:], sa[:, :-1], out=new[:, 1, 1:])
+    torch.ne(bl[:, 1:], bl[:, :-1], out=new[:, 2, 1:])
+    new[:, 2].logical_or_(new[:, 1])
+    del sb, ib, sa, bl  # keep the peak memory low
+    pos = torch.arange(T, dtype=rt, device=dev)
+    zero = torch.zeros((), dtype=rt, device=dev)
+    t = torch.cummax(torch.where(new, pos, zero), -1)[0]  # first position of its run
+    del new
+    # The b-run start is an order-preserving rank of b in [0, T); in (a, b) order:
+    x = t[:, 0].gather(1, ia)
+    del ia
+    torch.sub(pos, t, out=t)  # place of each position in its run
+    tie = t.sum(-1).to(torch.int64)  # [R, 3]: ytie, xtie, ntie
+    g0 = 3 * (torch.einsum("rgt,rgt->rg", t, t).to(torch.int64) - tie)  # y0, x0, -
+    g1 = 2 * g0 + 18 * tie  # y1, x1, -
+    del t
+    dis = _inversions(x, T)
+    ytie, xtie, ntie = tie.unbind(-1)
+    tot = n * (n - 1) // 2
+    cmd = tot - xtie - ytie + ntie - 2 * dis
+    return n, cmd, xtie, ytie, g0[:, 1], g1[:, 1], g0[:, 0], g1[:, 0], has_nan
 
 
 def kendall_tau(
@@ -111,10 +214,19 @@ def kendall_tau(
     ``x0 = y0 = 0`` there; this function takes that term as 0, which gives
     ``tau = ±1``, ``var = 1``, ``p = 2 Phi(-1) ≈ 0.3173``.
 
-    Implementation: O(T²) pairwise sign comparisons via broadcasting, with all
-    counts in exact ``int64`` and the final formulas in ``float64``; rows are
-    processed in chunks so that at most ~16M pair entries (1-byte each) exist at
-    a time.  No Python loop over examples, no host synchronisation.
+    Implementation (Knight's algorithm, as scipy, batched): each row is sorted by
+    ``b`` and then stably by ``a`` (``torch.sort``, so ``±inf`` and integers
+    compare exactly; masked-out positions become NaN keys that sort last and tie
+    with nothing).  The tie statistics come from the runs of equal values in the
+    sorted rows, O(T) per row; ``P - Q = tot - xtie - ytie + ntie - 2 dis`` with
+    ``ntie`` the pairs tied in both and ``dis`` the inversions of ``b``'s ranks in
+    ``(a, b)`` order, counted in O(T^1.5) per row (blocks of ~2 sqrt(T)
+    positions: direct comparisons inside a block, cumulated per-block histograms
+    across blocks).  Every count is an exact integer (small counts in float32
+    only where every partial sum stays below 2**24, otherwise float64 / int64);
+    the final formulas are in ``float64``.  Rows are processed in chunks of at
+    most ~16M work entries.  No Python loop over examples, no host
+    synchronisation.
 
     Args:
         a: ``[B, T]`` or ``[T]`` real-valued tensor (floating, integer or bool).
@@ -138,31 +250,32 @@ def kendall_tau(
         )
     if b.device != a.device:
         raise ValueError(f"`b` is on {b.device} but `a` is on {a.device}")
-    m = _as_bool_mask(mask, a)
-    if m.device != a.device:
-        raise ValueError(f"`mask` is on {m.device} but `a` is on {a.device}")
+    m = None
+    if mask is not None:
+        m = _as_bool_mask(mask, a)
+        if m.device != a.device:
+            raise ValueError(f"`mask` is on {m.device} but `a` is on {a.device}")
 
     squeeze = a.dim() == 1
     if squeeze:
-        a, b, m = a.unsqueeze(0), b.unsqueeze(0), m.unsqueeze(0)
+        a, b = a.unsqueeze(0), b.unsqueeze(0)
+        m = None if m is None else m.unsqueeze(0)
     B, T = a.shape
 
-    # Rows with a NaN at a valid position propagate NaN, like scipy.
-    has_nan = torch.zeros(B, dtype=torch.bool, device=a.device)
-    if a.is_floating_point():
-        has_nan = has_nan | (torch.isnan(a) & m).any(-1)
-    if b.is_floating_point():
-        has_nan = has_nan | (torch.isnan(b) & m).any(-1)
-
-    rows = max(1, _PAIR_BUDGET // max(T * T, 1))
+    rows = max(1, _PAIR_BUDGET // _row_cost(T))
     parts = [
-        _chunk_stats(a[s : s + rows], b[s : s + rows], m[s : s + rows])
+        _chunk_stats(
+            a[s : s + rows], b[s : s + rows], None if m is None else m[s : s + rows]
+        )
         for s in range(0, B, rows)
     ]
-    if parts:
+    if len(parts) == 1:
+        stats = list(parts[0])
+    elif parts:
         stats = [torch.cat(col) for col in zip(*parts)]
     else:  # B == 0
-        stats = [torch.zeros(0, dtype=torch.int64, device=a.device)] * 8
+        stats = [torch.zeros(0, dtype=torch.int64, device=a.device)] * 9
+    has_nan = stats.pop().to(torch.bool)
     n, cmd, xtie, ytie, x0, x1, y0, y1 = (s.to(torch.float64) for s in stats)
 
     tot = torch.div(n * (n - 1), 2, rounding_mode="floor")
@@ -170,7 +283,8 @@ def kendall_tau(
 
     one = torch.ones((), dtype=torch.float64, device=a.device)
     # Safe denominators on invalid rows (their results are replaced by NaN).
-    tau = cmd / torch.sqrt(torch.where(invalid, one, tot - xtie)) / torch.sqrt(
+    # (rsqrt rather than 1 / sqrt: fewer intra-op parallel regions on small rows)
+    tau = cmd * torch.rsqrt(torch.where(invalid, one, tot - xtie)) * torch.rsqrt(
         torch.where(invalid, one, tot - ytie)
     )
     tau = tau.clamp(-1.0, 1.0)
@@ -184,7 +298,7 @@ def kendall_tau(
         torch.zeros((), dtype=torch.float64, device=a.device),
     )
     var = (v * (2.0 * n + 5.0) - x1 - y1) / 18.0 + (2.0 * xtie * ytie) / v_safe + third
-    z = cmd / torch.sqrt(torch.where(invalid, one, var))
+    z = cmd * torch.rsqrt(torch.where(invalid, one, var))
     pvalue = 2.0 * torch.special.ndtr(-torch.abs(z))
 
     nan = torch.full((), math.nan, dtype=torch.float64, device=a.device)
