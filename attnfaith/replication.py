@@ -79,6 +79,7 @@ __all__ = [
     "max_attention_bins",
     "concat_results",
     "seed_variance",
+    "kendall_summaries",
     "write_report",
     "build_arg_parser",
     "config_from_args",
@@ -136,6 +137,7 @@ class ReplicationConfig:
     test_data: str | None = None
     data_root: str | None = None
     min_tokens: int = 0
+    min_train_tokens: int = 0
     max_train: int | None = None
     epochs: int | None = None
     limit: int | None = None
@@ -296,11 +298,16 @@ def load_splits(cfg: ReplicationConfig) -> Splits:
             f"kept texts with >= {cfg.min_tokens} whitespace tokens: train {before[0]} -> {len(train)}, "
             f"dev {before[1]} -> {len(dev)}, test {before[2]} -> {len(test)}"
         )
+    if cfg.min_train_tokens > 0:
+        n_tr, n_dv = len(train), len(dev)
+        train, dev = _min_tokens(train, cfg.min_train_tokens), _min_tokens(dev, cfg.min_train_tokens)
+        notes.append(f"train and dev: kept texts with >= {cfg.min_train_tokens} whitespace tokens (train {n_tr} -> "
+                     f"{len(train)}, dev {n_dv} -> {len(dev)}; test untouched)")
     if cfg.max_train is not None and len(train) > cfg.max_train:
         idx = list(range(len(train)))
         random.Random(cfg.seed + 2).shuffle(idx)
         train = train.subset(sorted(idx[: cfg.max_train]))
-        notes.append(f"train: a seeded sample of {cfg.max_train} of {before[0]} rows")
+        notes.append(f"train: a seeded sample of {cfg.max_train} of {len(idx)} rows")
     for name, ds in (("train", train), ("dev", dev), ("test", test)):
         if len(ds) == 0:
             raise ValueError(f"the {name} split is empty")
@@ -635,12 +642,12 @@ def table2_cell(s: dict[str, Any]) -> str:
 
 
 def table2_markdown(gradient: dict, loo: dict, class_names: Sequence[str] | None = None,
-                    published: dict | None = None) -> str:
+                    published: dict | None = None, name: str = "attn") -> str:
     """Jain & Wallace's Table 2 for one explanation: rows per predicted class, columns τ vs gradient and vs
     leave-one-out (``mean ± std (sig. frac.)``), the number of instances and, optionally, the published values."""
     g = {r["class"]: r for r in table2_rows(gradient)}
     l = {r["class"]: r for r in table2_rows(loo)}
-    head = "| predicted class | τ(attn, gradient) | τ(attn, leave-one-out) | n |"
+    head = f"| predicted class | τ({name}, gradient) | τ({name}, leave-one-out) | n |"
     sep = "|---|---|---|---|"
     if published:
         head = head[:-1] + " published τ(attn, gradient) | published τ(attn, LOO) |"
@@ -684,8 +691,8 @@ def max_attention_bins(values: torch.Tensor | Sequence[float], max_attention: to
     return out
 
 
-def _bins_markdown(rows: list[dict[str, Any]], what: str) -> str:
-    lines = [f"| max attention | n | median {what} | IQR | mean {what} |", "|---|---|---|---|---|"]
+def _bins_markdown(rows: list[dict[str, Any]], what: str, by: str = "attention") -> str:
+    lines = [f"| max {by} | n | median {what} | IQR | mean {what} |", "|---|---|---|---|---|"]
     for r in rows:
         iqr = "–" if not r["n"] else f"{_f(r['q1'], 4)}–{_f(r['q3'], 4)}"
         lines.append(f"| {r['bin']} | {r['n']} | {_f(r['median'], 4)} | {iqr} | {_f(r['mean'], 4)} |")
@@ -697,10 +704,13 @@ def _bins_markdown(rows: list[dict[str, Any]], what: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _kendall_all(tm: TrainedModel, test: TextDataset, rows: Sequence[int], batch_size: int, detach: bool,
-                 max_examples_per_batch: int | None = None) -> dict[str, Any]:
-    """Table 2 summaries (τ of the model's attention vs gradient and vs leave-one-out) of another trained model on
-    the same evaluation rows: how much τ moves between training seeds."""
+def kendall_summaries(tm: TrainedModel, test: TextDataset, rows: Sequence[int] | None = None, batch_size: int = 128,
+                      detach: bool = True, max_examples_per_batch: int | None = None) -> dict[str, Any]:
+    """Jain & Wallace's Table 2 only: ``{"gradient": summary, "loo": summary}`` (:meth:`KendallTauResult.summary`,
+    per predicted class and ``"all"``) of the model's attention against gradient importance (attention detached when
+    ``detach``) and against leave-one-out, on ``test`` rows ``rows`` (default all). Used for the other seeds' models
+    (how much τ moves between training seeds) and by the slow replication test."""
+    rows = list(range(len(test))) if rows is None else list(rows)
     from attnfaith.attr.gradient import GradientImportance
     from attnfaith.attr.loo import LeaveOneOut
     from attnfaith.evaluators import KendallTau
@@ -998,7 +1008,7 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
                     others_att.append(a)
                     others_p.append(p)
                     seed_runs.append({"seed": s, "test": other.metrics(test, device),
-                                      "kendall": _kendall_all(other, test, eval_idx, bs, detach, mepb),
+                                      "kendall": kendall_summaries(other, test, eval_idx, bs, detach, mepb),
                                       **_train_summary(other)})
                 sv = seed_variance(base_att, base_p, others_att, others_p)
             wp["seed_variance"] = {
@@ -1268,7 +1278,8 @@ def write_report(r: dict[str, Any]) -> str:
             "",
             "mean ± std over instances (share of instances with p ≤ 0.05); τ over the real tokens only.",
             "",
-            table2_markdown(k["gradient"]["summary"], k["loo"]["summary"], r["data"].get("label_names")),
+            table2_markdown(k["gradient"]["summary"], k["loo"]["summary"], r["data"].get("label_names"),
+                            name="attn" if name == "attention" else name),
             "",
             f"![Kendall τ]({r['figures'].get('kendall_' + name.replace(' ', '_'), '')})",
             "",
@@ -1277,7 +1288,7 @@ def write_report(r: dict[str, Any]) -> str:
             f"Median ΔTVD over {ev['permutation']['n_permutations']} permutations of the last attention layer's "
             f"weights over the real tokens, binned by the maximum {name} weight.",
             "",
-            _bins_markdown(e["permutation"]["bins"], "ΔTVD"),
+            _bins_markdown(e["permutation"]["bins"], "ΔTVD", by=name),
             "",
             f"![permutation]({r['figures'].get('permutation_' + name.replace(' ', '_'), '')})",
             "",
@@ -1440,6 +1451,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-uniform-training", action="store_true", help="skip the uniform-attention training baseline")
     p.add_argument("--min-tokens", type=int, default=0, help="drop texts with fewer whitespace tokens (JW SST: 6)")
+    p.add_argument("--min-train-tokens", type=int, default=0,
+                   help="drop shorter texts from train and dev only (e.g. SST-2's short phrases); test untouched")
     p.add_argument("--max-train", type=int, default=None, help="seeded subsample of the training rows")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -1472,7 +1485,8 @@ def config_from_args(args: argparse.Namespace, command: str | None = None) -> Re
     return ReplicationConfig(
         data=args.data, out=args.out, encoder=args.encoder, text_column=args.text_column,
         label_column=args.label_column, split_column=args.split_column, dev_data=args.dev_data,
-        test_data=args.test_data, data_root=args.data_root, min_tokens=args.min_tokens, max_train=args.max_train,
+        test_data=args.test_data, data_root=args.data_root, min_tokens=args.min_tokens,
+        min_train_tokens=args.min_train_tokens, max_train=args.max_train,
         epochs=args.epochs, limit=args.limit, seeds=args.seeds, seed=args.seed,
         uniform_training=not args.no_uniform_training, device=args.device, threads=args.threads,
         embed_dim=args.embed_dim, hidden_dim=args.hidden_dim, lr=args.lr, weight_decay=args.weight_decay,
