@@ -12,12 +12,12 @@ of the activation memory of one variant.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["VariantRunner", "default_memory_budget", "bytes_per_variant"]
+__all__ = ["VariantRunner", "default_memory_budget", "bytes_per_variant", "length_breaks"]
 
 _GIB = 1 << 30
 
@@ -87,9 +87,26 @@ class VariantRunner:
         budget = self.memory_budget if self.memory_budget is not None else default_memory_budget(device)
         return max(1, min(4096, int(budget // bytes_per_variant(self.model, seq_len))))
 
-    def run(self, n: int, fn: Callable[[int, int], torch.Tensor], *, seq_len: int, device=None) -> torch.Tensor:
+    def run(self, n: int, fn: Callable[[int, int], torch.Tensor], *, seq_len: int, device=None,
+            breaks: Sequence[int] = ()) -> torch.Tensor:
+        """``breaks``: sorted indices where a new chunk must start (length buckets: see :func:`length_breaks`)."""
         chunk = self.chunk_size(seq_len, device)
-        outs = [fn(start, min(start + chunk, n)) for start in range(0, n, chunk)]
+        bounds = sorted({0, n, *(b for b in breaks if 0 < b < n)})
+        outs = [
+            fn(start, min(start + chunk, stop))
+            for lo, stop in zip(bounds[:-1], bounds[1:])
+            for start in range(lo, stop, chunk)
+        ]
         if not outs:
             raise ValueError("no variants to run")
         return torch.cat(outs, dim=0)
+
+
+def length_breaks(sorted_lengths: torch.Tensor, granularity: int = 8) -> list[int]:
+    """Chunk boundaries for length bucketing: ``sorted_lengths`` (a CPU tensor, longest first) is cut wherever the
+    length rounded up to a multiple of ``granularity`` changes, so each forward pads its rows to at most
+    ``granularity − 1`` tokens more than they need."""
+    if sorted_lengths.numel() == 0:
+        return []
+    key = (sorted_lengths + granularity - 1) // granularity
+    return (torch.nonzero(key[1:] != key[:-1]).flatten() + 1).tolist()

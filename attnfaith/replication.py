@@ -163,6 +163,7 @@ class ReplicationConfig:
     detach_attention: bool | None = None
     n_permutations: int = 100
     n_random: int = 5
+    erasure_levels: tuple[str, ...] | None = None
     eval_batch_size: int | None = None
     max_examples_per_batch: int | None = None
     progress: bool = True
@@ -181,6 +182,20 @@ class ReplicationConfig:
             raise ValueError(f"max_train must be >= 2, got {self.max_train}")
         if self.n_permutations < 1 or self.n_random < 1:
             raise ValueError("n_permutations and n_random must be >= 1")
+        if self.erasure_levels is not None:
+            self.erasure_levels = tuple(self.erasure_levels)
+            bad = [x for x in self.erasure_levels if x not in ("attention", "token")]
+            if bad or not self.erasure_levels:
+                raise ValueError(f"erasure_levels must be a non-empty subset of ('attention', 'token'), got "
+                                 f"{self.erasure_levels!r}")
+
+    @property
+    def resolved_erasure_levels(self) -> tuple[str, ...]:
+        """Default: ``("attention",)`` (Serrano & Smith's setting) for the reference models; transformers add
+        ``"token"`` (deleting the tokens), since zeroing weights of the last layer alone rarely flips a decision."""
+        if self.erasure_levels is not None:
+            return self.erasure_levels
+        return ("attention",) if self.is_reference else ("attention", "token")
 
     @property
     def is_reference(self) -> bool:
@@ -896,7 +911,9 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
 
     grad_attr = GradientImportance(model, detach_attention=detach)
     loo_attr = LeaveOneOut(model, mode="delete", max_examples_per_batch=mepb)
-    per: dict[str, list] = {k: [] for k in ("kt_grad", "kt_loo", "swe", "erasure", "expl_scores")}
+    levels = cfg.resolved_erasure_levels
+    per: dict[str, list] = {k: [] for k in ("kt_grad", "kt_loo", "swe", "expl_scores")}
+    per.update({f"erasure_{lv}": [] for lv in levels})
     per_expl: dict[str, dict[str, list]] = {name: {k: [] for k in per} for name in expl}
     perm_parts, uni_parts = [], []
 
@@ -904,8 +921,8 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
         "permutation": PermutationTVD(model, layer=-1, n_permutations=cfg.n_permutations, seed=cfg.seed,
                                       max_examples_per_batch=mepb),
         "single": SingleWeightErasure(model, layer=-1, seed=cfg.seed, max_examples_per_batch=mepb),
-        "erasure": ErasureFlip(model, level="attention", layer=-1, n_random=cfg.n_random, seed=cfg.seed,
-                               max_examples_per_batch=mepb),
+        **{f"erasure_{lv}": ErasureFlip(model, level=lv, layer=-1, erase="delete", n_random=cfg.n_random,
+                                        seed=cfg.seed, max_examples_per_batch=mepb) for lv in levels},
         "uniform": UniformAttention(model, layers="all", max_examples_per_batch=mepb),
     }
     stage_t = {k: 0.0 for k in ("gradient", "loo", "kendall", "permutation", "single", "erasure", "uniform")}
@@ -936,8 +953,9 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
         rankings: dict[str, Any] = {name: per_expl[name]["expl_scores"][-1] for name in expl}
         rankings.update({"gradient": "gradient", "attention_x_gradient": "attention_x_gradient",
                          "leave_one_out": loo, "random": "random"})
-        per["erasure"].append(clock("erasure", lambda: evals["erasure"].compare(
-            inputs, rankings, additional_forward_args=afa)))
+        for lv in levels:
+            per[f"erasure_{lv}"].append(clock("erasure", lambda: evals[f"erasure_{lv}"].compare(
+                inputs, rankings, additional_forward_args=afa)))
         perm_parts.append(clock("permutation", lambda: evals["permutation"].evaluate(
             inputs, additional_forward_args=afa)))
         uni_parts.append(clock("uniform", lambda: evals["uniform"].evaluate(
@@ -949,8 +967,10 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
 
     perm = concat_results(perm_parts)
     uni = concat_results(uni_parts)
-    erasure_names = list(per["erasure"][0].results)
-    erasure = {n: concat_results([c.results[n] for c in per["erasure"]]) for n in erasure_names}
+    erasure = {}
+    for lv in levels:
+        names = list(per[f"erasure_{lv}"][0].results)
+        erasure[lv] = {n: concat_results([c.results[n] for c in per[f"erasure_{lv}"]]) for n in names}
     figures: dict[str, str] = {}
     ev: dict[str, Any] = results["evaluation"]
     ev["predicted"] = perm.predicted.tolist()
@@ -986,9 +1006,10 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
         "layer": perm.layer, "n_permutations": cfg.n_permutations, "median_tvd": perm.median,
         "summary_by_own_max_attention": perm.summary(),
     }
-    ev["erasure"] = _erasure_section(erasure, list(expl))
+    ev["erasure"] = {lv: _erasure_section(erasure[lv], list(expl)) for lv in levels}
     ev["uniform_inference"] = {"summary": uni.summary(), "tvd": uni.tvd, "flipped": uni.flipped}
-    figures.update(_erasure_figure(out, erasure))
+    for lv in levels:
+        figures.update(_erasure_figure(out, erasure[lv], lv))
 
     # ---- Wiegreffe & Pinter (reference models)
     if cfg.is_reference:
@@ -1075,9 +1096,11 @@ def _erasure_section(erasure: dict[str, Any], explanation_names: Sequence[str]) 
 
 
 def serrano_smith_findings(results: dict[str, Any]) -> dict[str, Any]:
-    """Serrano & Smith's qualitative claims, checked on the numbers (not assumed)."""
+    """Serrano & Smith's qualitative claims, checked on the numbers (not assumed): per explanation whether removing
+    its top item rarely (< 10 %) flips the decision, and per erasure level the order of the rankings by the mean
+    fraction removed before a flip (on the instances where every ranking flipped, and on each ranking's own flipped
+    instances) and whether random needs the most."""
     ev = results["evaluation"]
-    er = ev["erasure"]["rankings"]
     findings: dict[str, Any] = {}
     for name, e in ev["explanations"].items():
         s = e["single_weight"]["summary"]
@@ -1087,16 +1110,23 @@ def serrano_smith_findings(results: dict[str, Any]) -> dict[str, Any]:
             "share_delta_js_positive": s["share_delta_js_positive"],
         }
 
-    def frac(n: str, key: str = "mean_fraction_common") -> float:
-        v = er[n][key] if key in er[n] else er[n]["summary"]["mean_fraction_removed"]
-        return math.nan if v is None else float(v)
+    for lv, section in ev["erasure"].items():
+        er = section["rankings"]
 
-    order = sorted(er, key=lambda n: (math.inf if not math.isfinite(frac(n)) else frac(n)))
-    findings["ranking_order_common"] = order
-    findings["random_needs_most"] = bool(order and order[-1] == "random")
-    findings["ranking_order_all_flipped"] = sorted(
-        er, key=lambda n: (math.inf if not math.isfinite(frac(n, "x")) else frac(n, "x")))
-    findings["random_needs_most_all_flipped"] = bool(findings["ranking_order_all_flipped"][-1] == "random")
+        def key(n: str, common: bool) -> float:
+            v = er[n]["mean_fraction_common"] if common else er[n]["summary"]["mean_fraction_removed"]
+            v = math.nan if v is None else float(v)
+            return math.inf if not math.isfinite(v) else v
+
+        common = sorted(er, key=lambda n: key(n, True))
+        own = sorted(er, key=lambda n: key(n, False))
+        findings[f"erasure_{lv}"] = {
+            "n_common": section["n_common"],
+            "ranking_order_common": common,
+            "random_needs_most": bool(common and common[-1] == "random"),
+            "ranking_order_all_flipped": own,
+            "random_needs_most_all_flipped": bool(own and own[-1] == "random"),
+        }
     return findings
 
 
@@ -1182,7 +1212,7 @@ def _figures_for_explanation(out: Path, name: str, kg, kl, perm, max_att: torch.
     return figs
 
 
-def _erasure_figure(out: Path, erasure: dict[str, Any]) -> dict[str, str]:
+def _erasure_figure(out: Path, erasure: dict[str, Any], level: str = "attention") -> dict[str, str]:
     plt = _plt()
     names = list(erasure)
     data = []
@@ -1194,12 +1224,14 @@ def _erasure_figure(out: Path, erasure: dict[str, Any]) -> dict[str, str]:
     ax.set_xticks(range(1, len(names) + 1))
     ax.set_xticklabels([n.replace("_", "\n") for n in names], fontsize=8)
     ax.set_ylabel("fraction of items removed\nbefore the decision flips")
-    ax.set_title("decision-flip erasure (attention level, last layer)")
+    ax.set_title("decision-flip erasure (" + ("attention weights zeroed, last layer" if level == "attention"
+                                            else "tokens deleted") + ")")
     fig.tight_layout()
-    p = out / "erasure_fractions.png"
+    key = "erasure_fractions" if level == "attention" else f"erasure_fractions_{level}"
+    p = out / f"{key}.png"
     fig.savefig(p, dpi=110)
     plt.close(fig)
-    return {"erasure_fractions": p.name}
+    return {key: p.name}
 
 
 def _seed_figure(out: Path, sv: dict[str, torch.Tensor]) -> dict[str, str]:
@@ -1313,27 +1345,30 @@ def write_report(r: dict[str, Any]) -> str:
             f"![ΔJS]({r['figures'].get('single_weight_' + name.replace(' ', '_'), '')})",
             "",
         ]
-    er = ev["erasure"]
-    lines += [
-        "## Serrano & Smith §5: decision-flip erasure, rankings compared",
-        "",
-        "Items are zeroed in the last attention layer (every head and query row, rows renormalised) in descending "
-        "order of each ranking until the decision changes. `gradient` is ∂p/∂α and `attention_x_gradient` α·∂p/∂α "
-        "(SS), `leave_one_out` JW's deletion importance, `random` the mean of "
-        f"{r['config']['n_random']} random orders. *Fraction* = items removed / items; never-flipped instances are "
-        "left out of the mean (SS) and counted separately. The *common* columns average over the "
-        f"{er['n_common']} instances where every ranking flipped the decision.",
-        "",
-        "| ranking | mean fraction removed (flipped) | never flipped | flips only with every item removed | "
-        "mean fraction (common) | median fraction (common) | mean AOPC |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for n, x in er["rankings"].items():
-        s = x["summary"]
-        lines.append(f"| {n} | {_f(s['mean_fraction_removed'])} | {_f(s['never_flipped'])} | "
-                     f"{_f(x.get('flip_only_when_all_removed'))} | {_f(x['mean_fraction_common'])} | "
-                     f"{_f(x['median_fraction_common'])} | {_f(s['mean_aopc'])} |")
-    lines += ["", f"![erasure]({r['figures'].get('erasure_fractions', '')})", ""]
+    for lv, er in ev["erasure"].items():
+        how = ("Items are zeroed in the last attention layer (every head and query row, rows renormalised: Serrano & "
+               "Smith's intermediate-representation erasure)" if lv == "attention" else
+               "Tokens are deleted from the input (the sequence closes up, as Jain & Wallace's leave-one-out)")
+        key = "erasure_fractions" if lv == "attention" else f"erasure_fractions_{lv}"
+        lines += [
+            f"## Serrano & Smith §5: decision-flip erasure ({lv} level), rankings compared",
+            "",
+            f"{how}, in descending order of each ranking, until the decision changes. `gradient` is ∂p/∂α and "
+            "`attention_x_gradient` α·∂p/∂α of the last layer (SS), `leave_one_out` JW's deletion importance, "
+            f"`random` the mean of {r['config']['n_random']} random orders. *Fraction* = items removed / items; "
+            "never-flipped instances are left out of the mean (SS) and counted separately. The *common* columns "
+            f"average over the {er['n_common']} instances where every ranking flipped the decision.",
+            "",
+            "| ranking | mean fraction removed (flipped) | never flipped | flips only with every item removed | "
+            "mean fraction (common) | median fraction (common) | mean AOPC |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for n, x in er["rankings"].items():
+            s = x["summary"]
+            lines.append(f"| {n} | {_f(s['mean_fraction_removed'])} | {_f(s['never_flipped'])} | "
+                         f"{_f(x.get('flip_only_when_all_removed'))} | {_f(x['mean_fraction_common'])} | "
+                         f"{_f(x['median_fraction_common'])} | {_f(s['mean_aopc'])} |")
+        lines += ["", f"![erasure]({r['figures'].get(key, '')})", ""]
     u = ev["uniform_inference"]["summary"]
     lines += [
         "## Uniform attention at inference",
@@ -1405,15 +1440,16 @@ def write_report(r: dict[str, Any]) -> str:
             + ("**rarely**, as SS found." if x["rarely_flips"] else "**not rare** (≥ 10 %), unlike SS.")
             + f" ΔJS > 0 (the top item matters more than a random one) in {_f(x['share_delta_js_positive'])}."
         )
-    order = fd["ranking_order_common"]
-    lines.append(
-        "- Rankings by the fraction removed before a flip (fewest first, on the common instances): "
-        + " < ".join(order) + ". Random needs the most: " + ("**yes**." if fd["random_needs_most"] else "**no**.")
-    )
-    lines.append(
-        "- Same on every instance that flipped for that ranking: " + " < ".join(fd["ranking_order_all_flipped"])
-        + ". Random needs the most: " + ("**yes**." if fd["random_needs_most_all_flipped"] else "**no**.")
-    )
+    for lv in ev["erasure"]:
+        x = fd[f"erasure_{lv}"]
+        lines.append(
+            f"- {lv.capitalize()}-level erasure, rankings by the fraction removed before a flip (fewest first, on the "
+            f"{x['n_common']} instances where all flipped): " + " < ".join(x["ranking_order_common"])
+            + ". Random needs the most: " + ("**yes**." if x["random_needs_most"] else "**no**.")
+        )
+        lines.append(
+            "  On each ranking's own flipped instances: " + " < ".join(x["ranking_order_all_flipped"])
+            + ". Random needs the most: " + ("**yes**." if x["random_needs_most_all_flipped"] else "**no**."))
     lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in r["timings_s"].items()]
     lines.append("")
@@ -1474,6 +1510,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "transformers)")
     p.add_argument("--permutations", type=int, default=100)
     p.add_argument("--random-orders", type=int, default=5)
+    p.add_argument("--erasure-levels", default=None,
+                   help="comma-separated ErasureFlip levels: attention (SS: zero the last layer's weights) and/or "
+                        "token (delete the tokens); default attention for reference models, attention,token for "
+                        "transformers")
     p.add_argument("--eval-batch-size", type=int, default=None)
     p.add_argument("--max-examples-per-batch", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -1494,7 +1534,10 @@ def config_from_args(args: argparse.Namespace, command: str | None = None) -> Re
         patience=args.patience,
         model_path=args.model_path, max_length=args.max_length,
         detach_attention={"auto": None, "yes": True, "no": False}[args.gradient_detach],
-        n_permutations=args.permutations, n_random=args.random_orders, eval_batch_size=args.eval_batch_size,
+        n_permutations=args.permutations, n_random=args.random_orders,
+        erasure_levels=None if args.erasure_levels is None else tuple(
+            x.strip() for x in args.erasure_levels.split(",") if x.strip()),
+        eval_batch_size=args.eval_batch_size,
         max_examples_per_batch=args.max_examples_per_batch, progress=not args.no_progress, command=command,
     )
 

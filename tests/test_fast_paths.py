@@ -130,3 +130,18 @@ def test_peak_memory_stays_within_budget():
     loo.attribute(enc)  # warm-up: allocator pools, lazy initialisation
     peak = _peak_rss_delta(lambda: loo.attribute(enc))
     assert peak <= 1.2 * budget, f"peak {peak / 2**20:.1f} MiB over a {budget / 2**20:.0f} MiB budget"
+
+
+def test_length_breaks_against_a_plain_loop():
+    from attnfaith.engine import VariantRunner, length_breaks
+
+    lengths = torch.tensor([49, 48, 41, 40, 40, 33, 17, 16, 9, 8, 1])
+    expected = [i for i in range(1, len(lengths))
+                if -(-int(lengths[i]) // 8) != -(-int(lengths[i - 1]) // 8)]
+    assert length_breaks(lengths) == expected == [1, 3, 6, 7, 9]
+    # the runner never lets a chunk cross a break, and covers every variant once, in order
+    seen = []
+    VariantRunner(torch.nn.Linear(1, 1), max_examples_per_batch=2).run(
+        len(lengths), lambda s, e: seen.append((s, e)) or torch.zeros(e - s), seq_len=1, breaks=expected)
+    assert [i for s, e in seen for i in range(s, e)] == list(range(len(lengths)))
+    assert all(not any(s < b < e for b in expected) for s, e in seen)

@@ -87,11 +87,11 @@ def _check_outputs(out: Path, explanations=("attention",)) -> dict:
         assert (out / res["figures"][f"kendall_{name}"]).is_file()
         assert (out / res["figures"][f"permutation_{name}"]).is_file()
         assert (out / res["figures"][f"single_weight_{name}"]).is_file()
-    rankings = res["evaluation"]["erasure"]["rankings"]
+    rankings = res["evaluation"]["erasure"]["attention"]["rankings"]
     assert set(rankings) >= {"gradient", "attention_x_gradient", "leave_one_out", "random", *explanations}
     assert (out / res["figures"]["erasure_fractions"]).is_file()
     assert res["evaluation"]["uniform_inference"]["summary"]["n_examples"] == res["evaluation"]["n"]
-    assert "random_needs_most" in res["findings"]
+    assert "random_needs_most" in res["findings"]["erasure_attention"]
     return res
 
 
@@ -207,7 +207,8 @@ def test_huggingface_path_tiny_bert(tmp_path):
     res = _check_outputs(out, explanations=("attention", "rollout"))
     assert "wiegreffe_pinter" not in res  # seed variance / uniform training: reference models only
     assert res["model"]["gradient_detach_attention"] is False
-    assert "rollout" in res["evaluation"]["erasure"]["rankings"]
+    assert "rollout" in res["evaluation"]["erasure"]["token"]["rankings"]
+    assert (out / res["figures"]["erasure_fractions_token"]).is_file()
 
 
 # ---------------------------------------------------------------------------------------------------------------

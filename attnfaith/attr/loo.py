@@ -21,7 +21,7 @@ from torch import nn
 from attnfaith._inputs import Batch, call_model, probs_of
 from attnfaith._state import model_guard
 from attnfaith.attr._base import TokenAttribution
-from attnfaith.engine import VariantRunner
+from attnfaith.engine import VariantRunner, length_breaks
 from attnfaith.metrics import tvd
 from attnfaith.perturb import delete_positions, mask_id_of, pad_id_of, replace_positions
 
@@ -125,7 +125,8 @@ class LeaveOneOut(TokenAttribution):
                 return tvd(probs_of(call_model(model, v)), p_full.index_select(0, r)).float()
 
             if self.batched:
-                values = self.runner.run(n, run, seq_len=T, device=batch.device)
+                breaks = length_breaks(widths) if widths is not None else ()
+                values = self.runner.run(n, run, seq_len=T, device=batch.device, breaks=breaks)
             else:
                 values = torch.cat([run(i, i + 1) for i in range(n)])
         out[rows, pos] = values

@@ -73,6 +73,7 @@ from attnfaith._state import model_guard
 from attnfaith.attention import AttentionLayer, AttentionTap, AttentionUnreachableError
 from attnfaith.evaluators._base import Evaluator
 from attnfaith.evaluators._variants import AttentionVariants
+from attnfaith.engine import length_breaks
 from attnfaith.evaluators.rankings import Ranking, auto_query, resolve_ranking
 from attnfaith.metrics import descending_order
 from attnfaith.perturb import delete_positions, mask_id_of, pad_id_of, replace_positions
@@ -665,7 +666,8 @@ class ErasureFlip(Evaluator):
                     return probs_of(out)
                 return self._forward(batch.index_rows(rows), erase, None, layers, replacement, width=width)
 
-            probs = runner.run(total, variants, seq_len=T, device=device)
+            breaks = length_breaks(lengths) if lengths is not None else ()
+            probs = runner.run(total, variants, seq_len=T, device=device, breaks=breaks)
             target = pred[src][e_idx]
             curve[e_idx, k_idx] = probs.gather(1, target[:, None]).squeeze(1).float()
             flip = probs.argmax(-1) != target
