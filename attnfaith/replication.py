@@ -43,6 +43,7 @@ Every random choice is seeded from ``seed``. Nothing is downloaded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -154,6 +155,7 @@ class ReplicationConfig:
     batch_size: int = 32
     min_count: int = 1
     vectors: str | None = None
+    vectors_norm: float | None = None
     select_by: str = "auc"
     patience: int | None = None
     # HuggingFace models
@@ -402,6 +404,8 @@ def hf_word_vectors(vocab: Vocabulary, model_path: str, dim: int | None = 300) -
         x = m - mean
         _, s, v = torch.linalg.svd(x[1:], full_matrices=False)
         m = x @ v[:dim].T
+        if m.shape[1] < dim:  # fewer words than dimensions (tiny vocabularies): pad with zero components
+            m = torch.cat([m, m.new_zeros(m.shape[0], dim - m.shape[1])], dim=1)
         m[vocab.pad_token_id] = 0
         info["pca_variance_kept"] = float((s[:dim] ** 2).sum() / (s ** 2).sum())
     info["dim"] = int(m.shape[1])
@@ -409,19 +413,30 @@ def hf_word_vectors(vocab: Vocabulary, model_path: str, dim: int | None = 300) -
     return m, info
 
 
-def word_vectors(spec: str, vocab: Vocabulary, dim: int, data_root: str | None = None) -> tuple[torch.Tensor, dict]:
+def word_vectors(spec: str, vocab: Vocabulary, dim: int, data_root: str | None = None,
+                 norm: float | None = None) -> tuple[torch.Tensor, dict]:
     """Initial embeddings for ``vocab`` from ``spec``: ``"minilm"`` (all-MiniLM-L6-v2's input embedding, see
     :func:`hf_word_vectors`), ``"hf:PATH"`` (any local HuggingFace model's), or a word2vec / fastText text file
-    (words without a vector get N(0, 1), as Jain & Wallace's code; ``<pad>`` 0)."""
+    (words without a vector get N(0, 1), as Jain & Wallace's code; ``<pad>`` 0). ``norm``: rescale the whole matrix
+    so that the mean L2 norm of the word vectors (specials excluded) is ``norm`` (directions unchanged)."""
     if spec == "minilm" or spec.startswith("hf:"):
         path = default_hf_path("minilm", None) if spec == "minilm" else spec[3:]
-        return hf_word_vectors(vocab, path, dim)
-    path = _resolve_path(spec, data_root)
-    if not path.is_file():
-        raise FileNotFoundError(f"vectors: no such file: {path}")
-    found = _read_vector_file(path, set(vocab.itos))
-    matrix = vocab.embedding_matrix(found, seed=0)
-    return matrix, {"source": str(path), "dim": int(matrix.shape[1]), "coverage": vocab.last_embedding_coverage}
+        matrix, info = hf_word_vectors(vocab, path, dim)
+    else:
+        path = _resolve_path(spec, data_root)
+        if not path.is_file():
+            raise FileNotFoundError(f"vectors: no such file: {path}")
+        found = _read_vector_file(path, set(vocab.itos))
+        matrix = vocab.embedding_matrix(found, seed=0)
+        info = {"source": str(path), "dim": int(matrix.shape[1]), "coverage": vocab.last_embedding_coverage}
+    if norm is not None:
+        if norm <= 0:
+            raise ValueError(f"vectors_norm must be > 0, got {norm}")
+        words = matrix[len(Vocabulary.SPECIALS):]
+        current = float(words.norm(dim=1).mean()) if words.numel() else 1.0
+        matrix = matrix * (norm / current)
+        info["rescaled_mean_norm"] = float(norm)
+    return matrix, info
 
 
 def default_hf_path(encoder: str, model_path: str | None) -> str:
@@ -500,7 +515,7 @@ def train_model(cfg: ReplicationConfig, splits: Splits, *, seed: int | None = No
         if vocab is None:
             vocab = Vocabulary.build(splits.train.texts, min_count=cfg.min_count)
         if vectors is None and cfg.vectors:
-            vectors = word_vectors(cfg.vectors, vocab, cfg.embed_dim, cfg.data_root)
+            vectors = word_vectors(cfg.vectors, vocab, cfg.embed_dim, cfg.data_root, norm=cfg.vectors_norm)
             log(f"word vectors: {vectors[1]}")
         model = build_reference_model(cfg.encoder, len(vocab), splits.num_labels, embed_dim=cfg.embed_dim,
                                       hidden_dim=cfg.hidden_dim, seed=seed, uniform=uniform,
@@ -844,18 +859,13 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
     timings: dict[str, float] = {}
     started = _dt.datetime.now().astimezone()
 
+    @contextlib.contextmanager
     def timed(name: str):
-        class _T:
-            def __enter__(self_inner):
-                self_inner.t = time.time()
-                log(f"{name} ...")
-
-            def __exit__(self_inner, *exc):
-                timings[name] = round(time.time() - self_inner.t, 1)
-                if exc[0] is None:
-                    log(f"{name} done in {timings[name]} s")
-
-        return _T()
+        t = time.time()
+        log(f"{name} ...")
+        yield
+        timings[name] = round(time.time() - t, 1)
+        log(f"{name} done in {timings[name]} s")
 
     # ---- data and model
     with timed("data"):
@@ -1008,14 +1018,16 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
     }
     ev["erasure"] = {lv: _erasure_section(erasure[lv], list(expl)) for lv in levels}
     ev["uniform_inference"] = {"summary": uni.summary(), "tvd": uni.tvd, "flipped": uni.flipped}
-    for lv in levels:
-        figures.update(_erasure_figure(out, erasure[lv], lv))
+    with timed("figures"):
+        for lv in levels:
+            figures.update(_erasure_figure(out, erasure[lv], lv))
 
     # ---- Wiegreffe & Pinter (reference models)
     if cfg.is_reference:
         # the same initial vectors for every seed (recomputed: cheap)
         need = cfg.vectors and (cfg.seeds > 0 or cfg.uniform_training)
-        vectors = word_vectors(cfg.vectors, tm.vocab, cfg.embed_dim, cfg.data_root) if need else None
+        vectors = (word_vectors(cfg.vectors, tm.vocab, cfg.embed_dim, cfg.data_root, norm=cfg.vectors_norm)
+                   if need else None)
         wp: dict[str, Any] = {}
         if cfg.seeds > 0:
             with timed("seed_variance"):
@@ -1502,6 +1514,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="initial word vectors: a word2vec/fastText .vec text file (JW used fastText), 'minilm' "
                         "(all-MiniLM-L6-v2's input word-piece embeddings, PCA to --embed-dim) or 'hf:PATH'; "
                         "default random N(0, 1)")
+    p.add_argument("--vectors-norm", type=float, default=None,
+                   help="rescale the --vectors matrix to this mean word-vector L2 norm")
     p.add_argument("--select-by", default="auc", choices=("auc", "accuracy", "f1"))
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: none)")
     p.add_argument("--max-length", type=int, default=64, help="HuggingFace: tokens per text")
@@ -1530,7 +1544,8 @@ def config_from_args(args: argparse.Namespace, command: str | None = None) -> Re
         epochs=args.epochs, limit=args.limit, seeds=args.seeds, seed=args.seed,
         uniform_training=not args.no_uniform_training, device=args.device, threads=args.threads,
         embed_dim=args.embed_dim, hidden_dim=args.hidden_dim, lr=args.lr, weight_decay=args.weight_decay,
-        batch_size=args.batch_size, min_count=args.min_count, vectors=args.vectors, select_by=args.select_by,
+        batch_size=args.batch_size, min_count=args.min_count, vectors=args.vectors, vectors_norm=args.vectors_norm,
+        select_by=args.select_by,
         patience=args.patience,
         model_path=args.model_path, max_length=args.max_length,
         detach_attention={"auto": None, "yes": True, "no": False}[args.gradient_detach],

