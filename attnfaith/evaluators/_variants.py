@@ -20,7 +20,15 @@ from attnfaith.attention import AttentionTap
 from attnfaith.attention.prefix import PrefixCache
 from attnfaith.engine import VariantRunner
 
-__all__ = ["AttentionVariants"]
+__all__ = ["AttentionVariants", "call_model_autocast"]
+
+
+def call_model_autocast(model: nn.Module, batch: Batch, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``call_model``, under ``torch.autocast(dtype)`` when ``dtype`` is given (logits returned in float32)."""
+    if dtype is None:
+        return call_model(model, batch)
+    with torch.autocast(device_type=batch.device.type, dtype=dtype):
+        return call_model(model, batch).float()
 
 
 class AttentionVariants:
@@ -59,11 +67,7 @@ class AttentionVariants:
         return self.cache is not None and self.cache.active
 
     def _call(self, rows: torch.Tensor) -> torch.Tensor:
-        sub = self.batch.index_rows(rows)
-        if self.autocast is not None:
-            with torch.autocast(device_type=sub.device.type, dtype=self.autocast):
-                return call_model(self.model, sub).float()
-        return call_model(self.model, sub)
+        return call_model_autocast(self.model, self.batch.index_rows(rows), self.autocast)
 
     def original(self, capture_layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits ``[B, C]`` of the unmodified examples (in chunks), and the attention of ``capture_layer``

@@ -72,7 +72,7 @@ from attnfaith._inputs import Batch, call_model, probs_of
 from attnfaith._state import model_guard
 from attnfaith.attention import AttentionLayer, AttentionTap, AttentionUnreachableError
 from attnfaith.evaluators._base import Evaluator
-from attnfaith.evaluators._variants import AttentionVariants
+from attnfaith.evaluators._variants import AttentionVariants, call_model_autocast
 from attnfaith.engine import length_breaks
 from attnfaith.evaluators.rankings import Ranking, auto_query, resolve_ranking
 from attnfaith.metrics import descending_order
@@ -563,10 +563,7 @@ class ErasureFlip(Evaluator):
         return probs_of(self._call(varied if width is None else varied.truncate(width)))
 
     def _call(self, sub: Batch) -> torch.Tensor:
-        if self.dtype is not None:
-            with torch.autocast(device_type=sub.device.type, dtype=self.dtype):
-                return call_model(self.model, sub).float()
-        return call_model(self.model, sub)
+        return call_model_autocast(self.model, sub, self.dtype)
 
     def _evaluate_ranking(self, batch: Batch, ranking: Ranking, layers, max_examples_per_batch, batched: bool,
                           tokenizer: Any, name: str | None = None, full_curve: bool = True) -> ErasureResult:
