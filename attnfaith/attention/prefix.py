@@ -11,18 +11,52 @@ Generic for any model whose blocks sit in an ``nn.ModuleList`` (every HuggingFac
 the list is found from the intervened layer's module name. It does not apply, and the caller falls back to full
 forwards, when the intervened layer is in the first block, when blocks share one module (ALBERT), or when the
 partial forward of the prime batch does not reproduce the full forward's logits (checked once, to 1e-4 relative).
+
+Threads: the stand-ins (and the hook that records the prime forward) act only on forwards in the thread that primed
+the cache. While any cache is active, each skipped block's ``forward`` is shadowed by one shared dispatcher (installed
+by the first cache on the block, removed by the last) that calls the block's own forward in every other thread, so
+another thread running the same model meanwhile computes every block as usual.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from attnfaith import _state
+from attnfaith._state import local_forward_hook
 from attnfaith.attention.tap import AttentionTap
 
 __all__ = ["PrefixCache"]
+
+_PREFIX = "prefix"  # the kind of claim (attnfaith._state.claim) a cache holds on the blocks it skips
+
+
+def _dispatch_forward(block: nn.Module) -> Callable[[], None]:
+    """Shadow ``block.forward`` (an instance attribute) with a function that runs the stand-in of the calling
+    thread's cache on ``block``, or the block's own forward where there is none; returns the function undoing it."""
+    previous = block.__dict__.get("forward")
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        cache = _state.owner(_PREFIX, block)
+        if cache is not None:
+            return cache._stand_in(*args, **kwargs)
+        if previous is not None:
+            return previous(*args, **kwargs)
+        return type(block).forward(block, *args, **kwargs)
+
+    block.forward = forward
+
+    def undo() -> None:
+        if previous is None:
+            block.__dict__.pop("forward", None)
+        else:
+            block.forward = previous
+
+    return undo
 
 
 def _index_rows(obj: Any, rows: torch.Tensor, batch_size: int) -> Any:
@@ -61,7 +95,7 @@ class PrefixCache:
         self.applicable = False
         self.active = False
         self.reason = ""
-        self._saved: list[tuple[nn.Module, Any]] = []
+        self._shared: list[tuple] = []
         self._stubbed: list[nn.Module] = []
         self._cached: Any = None
         self._prime_size = 0
@@ -120,18 +154,21 @@ class PrefixCache:
         self.active = False
 
     def _stub(self) -> None:
+        """Route the skipped blocks to the stand-in, for forwards in the calling thread only (see the module
+        docstring: other threads running the model meanwhile run every block)."""
+        _state.claim(_PREFIX, self._stubbed, self,
+                     "another PrefixCache is already active on these blocks in this thread")
         for block in self._stubbed:
-            self._saved.append((block, block.__dict__.get("forward", None)))
-            block.forward = self._stand_in  # instance attribute: shadows the class's forward
+            key = ("prefix-stub", id(block))
+            _state.share(key, partial(_dispatch_forward, block))
+            self._shared.append(key)
         self.tap.set_partial(True)
 
     def _unstub(self) -> None:
-        for block, previous in reversed(self._saved):
-            if previous is None:
-                block.__dict__.pop("forward", None)
-            else:
-                block.forward = previous
-        self._saved = []
+        for key in reversed(self._shared):
+            _state.unshare(key)
+        self._shared = []
+        _state.release(_PREFIX, self)
 
     def _stand_in(self, *args: Any, **kwargs: Any) -> Any:
         if self._rows is None:
@@ -159,11 +196,8 @@ class PrefixCache:
 
         if not self.applicable:
             return _run(chunk, batch_size, runner, seq_len)
-        handle = self._last_stub.register_forward_hook(grab)
-        try:
+        with local_forward_hook(self._last_stub, grab):
             full = _run(chunk, batch_size, runner, seq_len)
-        finally:
-            handle.remove()
         if len(recorded) != len(sizes):
             self.reason = "the block before the intervened layer did not run once per forward"
             return full

@@ -19,7 +19,8 @@ Layers are numbered in the order their attention runs within one forward of the 
 attention, which reuse ``layer_idx``) all get distinct, stable indices. ``tap.layers`` describes them.
 
 Leaving the context restores the model exactly: every config's attention implementation, no hook left behind, also
-when the body raised.
+when the body raised. Taps are per thread (see "Threads" in :class:`AttentionTap`): the changes above are shared by
+the taps active on a model at the same time, made by the first and undone by the last to leave.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from __future__ import annotations
 import sys
 import weakref
 from dataclasses import dataclass
+from functools import partial
 from typing import Iterable, Sequence
 
 import torch
 from torch import nn
 
+from attnfaith import _state
 from attnfaith.attention import hf
 from attnfaith.attention.interventions import KINDS, Intervention, apply_interventions
 from attnfaith.nn import AttentionSoftmax
@@ -95,10 +98,57 @@ def _configs(model: nn.Module) -> list:
     return list(found.values())
 
 
-def _hook_counts(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_forward_hooks_with_kwargs",
-             "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
-    return {n: tuple(len(getattr(m, a, {}) or {}) for a in names) for n, m in model.named_modules()}
+_TAP = "tap"  # the kind of claim (attnfaith._state.claim) a tap holds on its model's modules and configs
+
+
+def _tap_of(obj: object) -> "AttentionTap | None":
+    """The tap active on ``obj`` (a module or config of its model) in the calling thread, or None."""
+    return _state.owner(_TAP, obj)
+
+
+def _attention_callback(obj: object):
+    """For :mod:`attnfaith.attention.hf`: the callback of the interface-route tap on ``obj`` in the calling thread,
+    or None (the forward then runs the model's original attention)."""
+    tap = _tap_of(obj)
+    return tap._on_attention if tap is not None and tap.route == "interface" else None
+
+
+def _model_start(module: nn.Module, args: tuple, kwargs: dict | None = None):
+    """Forward pre-hook shared by every tap on ``module``: runs the calling thread's tap, if it taps this model."""
+    tap = _tap_of(module)
+    if tap is not None and tap.model is module:
+        tap._on_model_start(module, args, kwargs or {})
+    return None
+
+
+def _model_end(module: nn.Module, args: tuple, output):
+    tap = _tap_of(module)
+    if tap is not None and tap.model is module:
+        tap._on_model_end(module, args, output)
+    return None
+
+
+def _module_output(module: nn.Module, args: tuple, *rest):
+    """Forward hook shared by every module-/dropout-route tap on ``module``; ``rest`` is ``(kwargs, output)``, or
+    ``(output,)`` when another thread's forward runs while the hook is being (un)registered."""
+    kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
+    tap = _tap_of(module)
+    if tap is None or module not in tap._hooked:
+        return None
+    handler = tap._on_module_output if tap.route == "module" else tap._on_dropout_output
+    return handler(module, args, kwargs, output)
+
+
+def _hook_model(model: nn.Module):
+    """Install the shared model-level hooks; returns the function removing them."""
+    handles = [model.register_forward_pre_hook(_model_start, with_kwargs=True),
+               model.register_forward_hook(_model_end, always_call=True)]
+    return lambda: [h.remove() for h in handles]
+
+
+def _hook_output(module: nn.Module):
+    """Install the shared output hook on an attention (or dropout) module; returns the function removing it."""
+    return module.register_forward_hook(_module_output, with_kwargs=True).remove
 
 
 class AttentionTap:
@@ -127,6 +177,16 @@ class AttentionTap:
 
     Custom attention shapes are presented as 4-D: ``[B, Tk]`` becomes ``[B, 1, 1, Tk]``, ``[B, Tq, Tk]`` becomes
     ``[B, 1, Tq, Tk]``.
+
+    Threads: a tap acts on the forwards run in the thread that entered it, and only on those. Its recording, layer
+    counting and interventions are its own; one thread may hold one tap per model (a second is a ``RuntimeError``),
+    other threads may hold their own taps on the same model at the same time. What a route changes on the model
+    (the model-level hooks, every config switched to ``"attnfaith"``, the output hooks of the module and dropout
+    routes) is shared by the taps active on it: made by the first, undone when the last leaves, and in any thread
+    with no tap on the model it does nothing: that thread computes exactly what the model computes without attnfaith
+    (on the interface route its config's original attention function and mask, eager or sdpa, bit for bit).
+    Forwards run by another thread on a tap's behalf (a thread pool, autograd's device threads re-running a
+    checkpointed forward) are not seen by the tap.
     """
 
     def __init__(
@@ -154,8 +214,8 @@ class AttentionTap:
         self.route: str | None = None
         self._interventions: list[Intervention] = []
         self._active = False
-        self._handles: list = []
-        self._saved_impl: list[tuple[object, object]] = []
+        self._shared: list[tuple] = []
+        self._hooked: frozenset[nn.Module] = frozenset()
         self._names: dict[nn.Module, str] = {}
         self._attention_modules: list[nn.Module] = []
         self._dropout_confirmed: set[nn.Module] | None = None
@@ -264,15 +324,16 @@ class AttentionTap:
 
     # ------------------------------------------------------------------ context management
     def __enter__(self) -> "AttentionTap":
-        if self._active:
-            raise RuntimeError("this AttentionTap is already active")
-        self._hooks_before = _hook_counts(self.model)
+        with _state._LOCK:
+            if self._active:
+                raise RuntimeError("this AttentionTap is already active")
+            self._active = True
         try:
             self._install()
         except BaseException:
             self._uninstall()
+            self._active = False
             raise
-        self._active = True
         return self
 
     def __exit__(self, *exc) -> None:
@@ -280,42 +341,42 @@ class AttentionTap:
         self._active = False
 
     def _install(self) -> None:
+        """Claim the model's modules and configs for this tap in the calling thread, then share the model's hooks
+        and config switch with the other taps on it (see "Threads" in the class docstring)."""
         model = self.model
         self._names = {}
         for name, module in model.named_modules():
             self._names.setdefault(module, name)
-        if any(m in hf._ACTIVE for m in self._names):
-            raise RuntimeError("another AttentionTap is already active on this model")
+        configs = _configs(model)
+        _state.claim(_TAP, [*self._names, *configs], self,
+                     "another AttentionTap is already active on this model in this thread")
         route = self._choose_route()
         self.route = route
-        top_pre = model.register_forward_pre_hook(self._on_model_start, with_kwargs=True)
-        top_post = model.register_forward_hook(self._on_model_end, always_call=True)
-        self._handles += [top_pre, top_post]
+        self._share(("tap-model", id(model)), partial(_hook_model, model))
         if route == "interface":
             hf.register()
-            for cfg in _configs(model):
-                self._saved_impl.append((cfg, cfg.__dict__.get("_attn_implementation_internal")))
-                cfg.__dict__["_attn_implementation_internal"] = hf.IMPLEMENTATION
+            # modules first, configs second: undone in reverse, so a forward that still reads "attnfaith" from a
+            # config finds its module switched
             for module in self._names:
-                hf._ACTIVE[module] = self._on_attention
+                self._share(("tap-attention", id(module)), partial(hf.activate, module, _attention_callback))
+            for cfg in configs:
+                self._share(("tap-config", id(cfg)), partial(hf.switch, cfg, _attention_callback))
             self._attention_modules = list(self._names)
-        elif route == "module":
+        else:  # module or dropout: a shared output hook on each candidate module
+            self._hooked = frozenset(self._attention_modules)
             for module in self._attention_modules:
-                self._handles.append(module.register_forward_hook(self._on_module_output, with_kwargs=True))
-        else:  # dropout
-            for module in self._attention_modules:
-                self._handles.append(module.register_forward_hook(self._on_dropout_output, with_kwargs=True))
+                self._share(("tap-output", id(module)), partial(_hook_output, module))
+
+    def _share(self, key: tuple, install) -> None:
+        _state.share(key, install)
+        self._shared.append(key)
 
     def _uninstall(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        for module in list(self._names):
-            if hf._ACTIVE.get(module) == self._on_attention:
-                del hf._ACTIVE[module]
-        for cfg, value in reversed(self._saved_impl):
-            cfg.__dict__["_attn_implementation_internal"] = value
-        self._saved_impl = []
+        for key in reversed(self._shared):
+            _state.unshare(key)
+        self._shared = []
+        _state.release(_TAP, self)
+        self._hooked = frozenset()
         self._depth = 0
         self._partial_index: dict[str, int] | None = None
         self._model_key_mask = None

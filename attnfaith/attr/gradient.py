@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from attnfaith._inputs import Batch, call_model, probs_of, resolve_target
-from attnfaith._state import model_guard
+from attnfaith._state import local_forward_hook, model_guard
 from attnfaith.attention import AttentionTap
 from attnfaith.attr._base import TokenAttribution
 
@@ -58,8 +58,8 @@ def input_embedding_module(model: nn.Module) -> nn.Module:
 
 @contextlib.contextmanager
 def embedding_leaf(model: nn.Module):
-    """Within the body, the first call of the input embedding module in each forward returns a fresh leaf tensor
-    (``out.detach().requires_grad_()``); ``store["leaf"]`` holds the last one."""
+    """Within the body, the first call of the input embedding module in each forward of the calling thread returns a
+    fresh leaf tensor (``out.detach().requires_grad_()``); ``store["leaf"]`` holds the last one."""
     module = input_embedding_module(model)
     store: dict[str, Any] = {}
 
@@ -71,11 +71,8 @@ def embedding_leaf(model: nn.Module):
         store["leaf"] = leaf
         return leaf
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with local_forward_hook(module, hook):  # forwards of other threads on the same model are untouched
         yield store
-    finally:
-        handle.remove()
 
 
 class GradientImportance(TokenAttribution):

@@ -20,8 +20,8 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from attnfaith._inputs import Batch, call_model, logits_of, prepare_batch, probs_of, resolve_target
-from attnfaith._state import model_guard
+from attnfaith._inputs import Batch, call_model, prepare_batch, probs_of, resolve_target
+from attnfaith._state import local_forward_hook, model_guard
 from attnfaith.attr._base import TokenAttribution
 from attnfaith.attr.gradient import input_embedding_module
 from attnfaith.perturb import pad_id_of
@@ -55,8 +55,9 @@ class EmbeddingIntegratedGradients(TokenAttribution):
     """Captum's ``LayerIntegratedGradients`` over the input token embedding, summed over the hidden axis, with the
     baseline of :func:`ig_baseline` (see the module docstring for the exact definition).
 
-    ``self.captum`` is the configured Captum object (its ``forward_func`` takes ``(input_ids, attention_mask,
-    *further per-token / per-row model arguments)``); :meth:`attribute` / :meth:`attribute_batch` return ``[B, T]``.
+    ``self.captum`` is the configured Captum object over ``self.route`` (the input embedding's output, routed through
+    an identity module in this attribution's forwards only); its ``forward_func`` takes ``(input_ids,
+    attention_mask, *further model arguments)``. :meth:`attribute` / :meth:`attribute_batch` return ``[B, T]``.
     ``target=None`` explains the predicted class. The convergence delta of the last call is kept in
     ``self.last_delta`` (``[B]``).
 
@@ -97,27 +98,30 @@ class EmbeddingIntegratedGradients(TokenAttribution):
         self._names: tuple[str, ...] = ()
         self._template: Batch | None = None
         self.last_delta: torch.Tensor | None = None
-        self.captum = LayerIntegratedGradients(self._forward, input_embedding_module(model),
-                                               multiply_by_inputs=self.multiplies_by_inputs)
+        # Captum hooks ``self.route``, which the input embedding's output passes through only in forwards of this
+        # attribution (a hook local to the calling thread): hooking the model's own embedding module would reach
+        # every thread's forwards on the model
+        self.route = nn.Identity()
+        self.captum = LayerIntegratedGradients(self._forward, self.route, multiply_by_inputs=self.multiplies_by_inputs)
 
-    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *extra: torch.Tensor):
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *extra: Any):
+        """Captum's ``forward_func``: ``F`` on these ids. ``extra``: the further arguments of the batch being
+        attributed (in the order of ``self._names``) or, when ``.captum`` is called directly, Captum-style
+        positional arguments, bound by meaning (:func:`attnfaith._inputs.prepare_batch`)."""
         template = self._template
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        if template is None and extra:
-            # called directly through ``.captum`` with further positional model arguments
-            logits = logits_of(self.model(input_ids, attention_mask, *extra))
-            return probs_of(logits) if self.output == "prob" else logits
-        token_args: dict[str, torch.Tensor] = {}
-        row_args: dict[str, torch.Tensor] = {}
-        const_args: dict[str, Any] = {}
-        if template is not None:
-            const_args = template.const_args
+        if template is None:
+            batch = prepare_batch(self.model, input_ids, (attention_mask, *extra))
+        else:
+            token_args: dict[str, torch.Tensor] = {}
+            row_args: dict[str, torch.Tensor] = {}
             for name, value in zip(self._names, extra):
                 (token_args if name in template.token_args else row_args)[name] = value
-        batch = Batch(input_ids, attention_mask, attention_mask.bool(), token_args, row_args, const_args,
-                      template.left_padded if template is not None else False)
-        logits = call_model(self.model, batch)
+            batch = Batch(input_ids, attention_mask, attention_mask.bool(), token_args, row_args, template.const_args,
+                          template.left_padded)
+        with local_forward_hook(input_embedding_module(self.model), lambda module, args, out: self.route(out)):
+            logits = call_model(self.model, batch)
         return probs_of(logits) if self.output == "prob" else logits
 
     def attribute_batch(self, batch: Batch, target: Any = None, **kwargs: Any) -> torch.Tensor:
