@@ -3,9 +3,9 @@
 Two conventions are accepted everywhere ``inputs`` is:
 
 * Captum's: ``inputs`` is a LongTensor of token ids ``[B, T]`` and ``additional_forward_args`` holds the further
-  positional arguments of the model's ``forward`` (for a HuggingFace model, ``(attention_mask,)`` or
-  ``(attention_mask, token_type_ids)``...), key/value-cache parameters (``past_key_values``...) skipped. A single
-  tensor is taken as a 1-tuple.
+  arguments, bound by meaning (:func:`attnfaith.attention.forward_args.bind_additional_forward_args`): positional
+  entries are the attention mask, then ``token_type_ids``, then ``position_ids``; a mapping entry binds by name. A
+  single tensor is taken as a 1-tuple.
 * HuggingFace's: ``inputs`` is a mapping such as a tokenizer's ``BatchEncoding`` with ``input_ids``,
   ``attention_mask`` and any further model arguments. A ``special_tokens_mask`` entry (tokenizers give it with
   ``return_special_tokens_mask=True``) says which positions are special; it is not passed to the model.
@@ -19,19 +19,23 @@ for a model loaded from a local folder, from that folder's tokenizer.
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["Batch", "prepare_batch", "logits_of", "probs_of", "resolve_target", "call_model", "special_ids_of"]
+from attnfaith.attention.forward_args import (
+    absolute_positions,
+    bind_additional_forward_args,
+    forward_signature,
+    position_ids_from_mask,
+)
 
-# key/value-cache parameters: never what a positional ``additional_forward_args`` entry means (GPT-2's forward is
-# ``(input_ids, past_key_values, attention_mask, ...)``; its attention mask must not land in the cache slot)
-_CACHE_PARAMS = ("past_key_values", "past_key_value", "past", "layer_past", "cache_params", "mems")
+__all__ = [
+    "Batch", "prepare_batch", "logits_of", "probs_of", "check_target", "resolve_target", "call_model", "special_ids_of",
+]
 
 _SPECIAL_CONFIG_KEYS = (
     "pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id", "mask_token_id",
@@ -79,15 +83,6 @@ class Batch:
     def n_items(self) -> torch.Tensor:
         return self.items.sum(dim=-1)
 
-    def model_kwargs(self) -> dict[str, Any]:
-        return {
-            "input_ids": self.input_ids,
-            "attention_mask": self.attention_mask,
-            **self.token_args,
-            **self.row_args,
-            **self.const_args,
-        }
-
     def index_rows(self, rows: torch.Tensor) -> "Batch":
         """The batch made of rows ``rows`` (LongTensor of row indices, repeats allowed)."""
         return replace(
@@ -123,30 +118,22 @@ class Batch:
         )
 
 
-def _forward_param_names(model: nn.Module) -> list[str]:
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        return []
-    return [n for n, p in params.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-
-
-def _uses_keyword_ids(model: nn.Module) -> bool:
-    return "input_ids" in _forward_param_names(model)
-
-
 def call_model(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """Run the model on the batch and return its logits ``[B, C]``."""
-    if _uses_keyword_ids(model):
-        out = model(**batch.model_kwargs())
-    else:
-        names = _forward_param_names(model)
-        extra = {**batch.token_args, **batch.row_args, **batch.const_args}
-        if len(names) >= 2 and names[1] not in extra:
-            out = model(batch.input_ids, batch.attention_mask, **extra)
-        else:
-            out = model(batch.input_ids, **extra)
-    return logits_of(out)
+    """Run the model on the batch and return its logits ``[B, C]``.
+
+    The ids go to the forward's ``input_ids`` (else its first positional parameter), the mask to its mask parameter
+    (:data:`~attnfaith.attention.forward_args.MASK_PARAMETERS`), the other arguments by name. On a left-padded batch
+    of a model with learned absolute positions, ``position_ids`` are derived from the mask (unless given), so a
+    row's numbers do not depend on the padding its batch-mates impose."""
+    sig = forward_signature(model)
+    kwargs = {**batch.token_args, **batch.row_args, **batch.const_args}
+    if sig.mask is not None:
+        kwargs[sig.mask] = batch.attention_mask
+    if batch.left_padded and "position_ids" not in kwargs and absolute_positions(model) == "position_ids":
+        kwargs["position_ids"] = position_ids_from_mask(batch.attention_mask)
+    if sig.ids == "input_ids":
+        return logits_of(model(input_ids=batch.input_ids, **kwargs))
+    return logits_of(model(batch.input_ids, **kwargs))
 
 
 def logits_of(output: Any) -> torch.Tensor:
@@ -175,18 +162,34 @@ def probs_of(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=-1)
 
 
+def check_target(target: Any) -> None:
+    """``TypeError`` unless ``target`` is None, an int, or a sequence / tensor (its values are checked by
+    :func:`resolve_target`)."""
+    if isinstance(target, (bool, str, bytes, float)) or not (
+        target is None or isinstance(target, (int, torch.Tensor, Sequence)) or hasattr(target, "__array__")
+    ):
+        raise TypeError(
+            "target must be None (the predicted class), an int class index, or a sequence / LongTensor with one "
+            f"class index per example; got {type(target).__name__} {target!r}"
+        )
+
+
 def resolve_target(target: Any, logits: torch.Tensor) -> torch.Tensor:
     """``target`` as LongTensor ``[B]``: None → the predicted class; an int → that class for every row."""
     B = logits.shape[0]
     n_classes = probs_of(logits).shape[-1]
     if target is None:
         return probs_of(logits).argmax(dim=-1)
-    if isinstance(target, bool):
-        raise TypeError("target must be None, an int, or a sequence / LongTensor with one class per example")
+    check_target(target)
     if isinstance(target, int):
         t = torch.full((B,), target, dtype=torch.long, device=logits.device)
     else:
-        t = torch.as_tensor(target, device=logits.device)
+        try:
+            t = torch.as_tensor(target, device=logits.device)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(
+                f"target must be None, an int, or a sequence / LongTensor of class indices; got {target!r}"
+            ) from exc
         if t.is_floating_point() or t.dtype == torch.bool:
             raise TypeError("target must hold integer class indices")
         t = t.long().reshape(-1)
@@ -276,27 +279,22 @@ def prepare_batch(
         data.pop("offset_mapping", None)
         data.pop("length", None)
         attention_mask = data.pop("attention_mask", None)
+        sig = forward_signature(model)
+        for key in data:
+            if not sig.accepts(key):
+                raise ValueError(
+                    f"inputs[{key!r}]: {type(model).__name__}.forward has no such parameter "
+                    f"(it takes {', '.join(sig.names)})"
+                )
         extra.update(data)
         if additional_forward_args is not None:
             raise ValueError("additional_forward_args must be None when inputs is a mapping (put them in the mapping)")
     else:
         ids = _as_ids(inputs, "inputs")
-        attention_mask = None
-        if additional_forward_args is not None:
-            args = additional_forward_args if isinstance(additional_forward_args, tuple) else (additional_forward_args,)
-            names = [n for n in _forward_param_names(model)[1:] if n not in _CACHE_PARAMS]
-            if len(args) > len(names):
-                raise ValueError(
-                    f"additional_forward_args has {len(args)} entries but the model's forward takes only "
-                    f"{len(names)} further positional arguments ({', '.join(names)})"
-                )
-            for name, value in zip(names, args):
-                if value is None:
-                    continue
-                if name == "attention_mask" or (attention_mask is None and name == names[0] and name == "mask"):
-                    attention_mask = value
-                else:
-                    extra[name] = value
+        attention_mask, bound = (None, {}) if additional_forward_args is None else bind_additional_forward_args(
+            model, additional_forward_args
+        )
+        extra.update(bound)
     if device is not None:
         ids = ids.to(device)
     B, T = ids.shape
@@ -310,9 +308,14 @@ def prepare_batch(
             raise ValueError(
                 f"attention_mask has shape {tuple(attention_mask.shape)} but the input ids have shape {(B, T)}"
             )
-        if attention_mask.is_floating_point() and not torch.all((attention_mask == 0) | (attention_mask == 1)):
+        if not torch.all((attention_mask == 0) | (attention_mask == 1)):
             raise ValueError("attention_mask must hold 0/1 (padding / real token)")
         attention_mask = attention_mask.long()
+        if forward_signature(model).mask is None and not bool(attention_mask.all()):
+            raise ValueError(
+                f"attention_mask: the inputs have padding, but {type(model).__name__}.forward takes no attention "
+                "mask, so padding would be read as tokens"
+            )
 
     token_args, row_args, const_args = {}, {}, {}
     for key, value in extra.items():
@@ -350,4 +353,10 @@ def prepare_batch(
             is_special = torch.zeros_like(real)
         items = real & ~is_special
     left = bool(((attention_mask[:, 0] == 0) & (attention_mask[:, -1] == 1)).any())
+    if left and absolute_positions(model) == "fixed":
+        raise ValueError(
+            f"inputs are left-padded, but {type(model).__name__} has learned absolute positions and its forward "
+            "takes no position_ids, so padding would shift every token; pad on the right "
+            "(tokenizer.padding_side = 'right')"
+        )
     return Batch(ids, attention_mask, items, token_args, row_args, const_args, left)

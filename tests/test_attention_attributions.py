@@ -23,9 +23,18 @@ ARCHS = list(ARCHITECTURES)
 ALL_METHODS = (AttentionAttribution, AttentionRollout, AttentionGradient, AttentionXGradient)
 
 
+def generation_positions(model, batch) -> dict:
+    """GPT-2 (learned absolute positions) on a left-padded batch: the position ids transformers' generation passes
+    (``cumsum(mask) - 1``, padding at 1), so each row reads as if it were unpadded. Other models: none."""
+    if model.config.model_type != "gpt2":
+        return {}
+    mask = batch["attention_mask"]
+    return {"position_ids": (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)}
+
+
 def eager_out(model, batch):
     with torch.no_grad():
-        return model(**batch, output_attentions=True)
+        return model(**batch, **generation_positions(model, batch), output_attentions=True)
 
 
 def last_layer_attention(out):
@@ -189,7 +198,7 @@ def test_attention_gradient_matches_finite_difference(arch):
     with torch.no_grad(), AttentionTap(model) as tap:
         # target=None explains the predicted class. (Not from an eager forward: transformers' eager llama in float64
         # casts the float64-min mask into a float32 softmax, so fully masked left-padding rows give NaN logits.)
-        target = model(**batch).logits.argmax(-1)
+        target = model(**batch, **generation_positions(model, batch)).logits.argmax(-1)
         p = tap.attentions[layer]
         for b in range(B):
             keys = [k for k in range(T) if mask[b, k] and (arch not in DECODER_ARCHITECTURES or k <= query)]
@@ -199,7 +208,8 @@ def test_attention_gradient_matches_finite_difference(arch):
                     value = p.clone()
                     value[b, head, query, k] += sign * eps
                     iv = tap.intervene("replace", value, layers=layer)
-                    vals.append(torch.softmax(model(**batch).logits, -1)[b, target[b]].item())
+                    logits = model(**batch, **generation_positions(model, batch)).logits
+                    vals.append(torch.softmax(logits, -1)[b, target[b]].item())
                     tap.remove(iv)
                 fd = (vals[0] - vals[1]) / (2 * eps)
                 g = grad[b, k].item()

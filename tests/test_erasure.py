@@ -12,7 +12,7 @@ from torch import nn
 from attnfaith import AttentionTap, ErasureFlip
 from attnfaith.attr import AttentionAttribution
 from attnfaith.evaluators import ErasureComparison, ErasureResult
-from attnfaith.testing import DECODER_ARCHITECTURES, MASK_ID, PAD_ID, special_token_ids, tiny_batch, tiny_model
+from attnfaith.testing import DECODER_ARCHITECTURES, MASK_ID, special_token_ids, tiny_batch, tiny_model
 
 ARCHS = ["bert", "gpt2", "llama", "deberta-v2"]
 # (seed, std) of tiny_model per architecture, chosen so that every level below flips some decisions and not others
@@ -53,46 +53,46 @@ def _tied_scores(enc, seed=0):
 def reference_erasure(model, enc, scores, level, erase, layer, replace_id=MASK_ID):
     """One forward per example and per removal, built by hand (no attnfaith batching, packing or perturb code).
 
-    Returns (n_removed list with None for never, curve [B, T+1] with NaN past the items).
+    Each row runs alone and without its padding, so the reference also says what a row's numbers must be whatever
+    its batch-mates (for left-padded absolute-position decoders such as GPT-2, attnfaith derives position ids from
+    the mask to match this). Returns (n_removed list with None for never, curve [B, T+1] with NaN past the items).
     """
     ids, am = enc["input_ids"], enc["attention_mask"]
     B, T = ids.shape
     specials = special_token_ids(model)
-    left = bool((am[:, 0] == 0).any())
     n_removed = []
     curve = torch.full((B, T + 1), float("nan"))
 
-    def probs(row_ids, row_mask, removed_keys=None):
+    def probs(row_ids, removed_keys=None):
+        kwargs = {"input_ids": row_ids, "attention_mask": torch.ones_like(row_ids)}
         if removed_keys is None:
-            return torch.softmax(model(input_ids=row_ids, attention_mask=row_mask).logits[0], -1)
-        erase_mask = torch.zeros(1, T, dtype=torch.bool)
+            return torch.softmax(model(**kwargs).logits[0], -1)
+        erase_mask = torch.zeros(row_ids.shape, dtype=torch.bool)
         erase_mask[0, removed_keys] = True
         with AttentionTap(model, capture=None) as tap:
             tap.intervene("zero", erase_mask, layers=[layer])
-            return torch.softmax(model(input_ids=row_ids, attention_mask=row_mask).logits[0], -1)
+            return torch.softmax(model(**kwargs).logits[0], -1)
 
     for b in range(B):
-        items = [t for t in range(T) if am[b, t] == 1 and int(ids[b, t]) not in specials]
+        real = [t for t in range(T) if am[b, t] == 1]
+        col = {t: i for i, t in enumerate(real)}  # position in the batch -> position in the unpadded row
+        items = [t for t in real if int(ids[b, t]) not in specials]
         order = sorted(items, key=lambda t: (-float(scores[b, t]), t))
-        row, mrow = ids[b : b + 1], am[b : b + 1]
-        p0 = probs(row, mrow)
+        row = ids[b, real][None]
+        p0 = probs(row)
         c = int(p0.argmax())
         curve[b, 0] = p0[c]
         first = None
         for k in range(1, len(order) + 1):
             removed = set(order[:k])
             if level == "attention":
-                p = probs(row, mrow, sorted(removed))
+                p = probs(row, sorted(col[t] for t in removed))
             elif erase == "delete":
-                kept = [int(ids[b, t]) for t in range(T) if am[b, t] == 1 and t not in removed]
-                pad = [PAD_ID] * (T - len(kept))
-                new = pad + kept if left else kept + pad
-                newm = [0] * len(pad) + [1] * len(kept) if left else [1] * len(kept) + [0] * len(pad)
-                p = probs(torch.tensor([new]), torch.tensor([newm]))
+                p = probs(torch.tensor([[int(ids[b, t]) for t in real if t not in removed]]))
             else:
-                new = ids[b].clone()
-                new[sorted(removed)] = replace_id
-                p = probs(new[None], mrow)
+                new = row.clone()
+                new[0, sorted(col[t] for t in removed)] = replace_id
+                p = probs(new)
             curve[b, k] = p[c]
             if first is None and int(p.argmax()) != c:
                 first = k

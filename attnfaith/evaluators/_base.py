@@ -96,10 +96,14 @@ def attribution_scores(attributions: Any, model: nn.Module, batch: Batch, target
                                         additional_forward_args=(batch.attention_mask,) + extra)
         if isinstance(scores, tuple):
             scores = scores[0]
+    elif isinstance(attributions, str):
+        raise ValueError(
+            f"{name}={attributions!r}: a method name is not accepted here; pass a [B, T] tensor or an attribution "
+            "object with .attribute (e.g. attnfaith.AttentionAttribution(model))"
+        )
     else:
         raise TypeError(
-            f"{name} must be a [B, T] tensor, an object with Captum's .attribute, or a known method name; got "
-            f"{type(attributions).__name__}"
+            f"{name} must be a [B, T] tensor or an object with Captum's .attribute; got {type(attributions).__name__}"
         )
     if not isinstance(scores, torch.Tensor):
         raise TypeError(f"{name}: the attribution returned {type(scores).__name__}, expected a tensor")

@@ -24,6 +24,7 @@ from attnfaith.attr.gradient import GradientImportance
 from attnfaith.attr.ig import EmbeddingIntegratedGradients
 from attnfaith.attr.loo import LeaveOneOut
 from attnfaith.evaluators._base import Evaluator, attribution_scores
+from attnfaith.evaluators.rankings import RANKINGS, resolve_ranking
 from attnfaith.metrics import kendall_tau
 from attnfaith.results import clean_json, fmt_number, pad_cat, to_json_list
 
@@ -155,7 +156,9 @@ class KendallTau(Evaluator):
 
     ``evaluate`` computes ``a = attributions`` (default :class:`attnfaith.attr.AttentionAttribution` ``(model)``:
     the last layer's attention, mean over heads, of the query row the classifier reads: the first real token, [CLS],
-    for bidirectional layers, the last real token for causal and cross-attention layers) and ``r = reference`` scores, then
+    for bidirectional layers, the last real token for causal and cross-attention layers; the names of
+    :data:`attnfaith.evaluators.rankings.RANKINGS` read the same layer and row, ``"random"`` is one seeded order) and
+    ``r = reference`` scores, then
     ``kendall_tau(a, r, mask=batch.items)``: τ-b with scipy's asymptotic p-value, over the items only (special tokens
     and padding excluded, as JW's ``[1:L−1]`` slice; or the caller's ``mask``).
 
@@ -209,23 +212,32 @@ class KendallTau(Evaluator):
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
         max_examples_per_batch: int | None = None,
+        seed: int = 0,
     ) -> KendallTauResult:
         """Kendall τ per example; see the class docstring. ``mask``: explicit BoolTensor ``[B, T]`` of positions to
         rank."""
         batch = self.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
-        default_attention = attributions is None
+        if isinstance(attributions, str) and attributions not in RANKINGS:
+            raise ValueError(f"attributions must be None, one of {RANKINGS}, a [B, T] tensor or an attribution "
+                             f"object with .attribute; got {attributions!r}")
+        by_name = attributions is None or isinstance(attributions, str)
         with contextlib.ExitStack() as stack:
             stack.enter_context(model_guard(self.model))
             stack.enter_context(torch.no_grad())
-            tap = stack.enter_context(AttentionTap(self.model, capture=None)) if default_attention else None
+            tap = stack.enter_context(AttentionTap(self.model, capture=None)) if by_name else None
             logits = call_model(self.model, batch)
-            last = tap.layers[-1] if tap is not None and tap.layers else None
+            layers = list(tap.layers) if tap is not None else []
         predicted = probs_of(logits).argmax(dim=-1)
         t = resolve_target(target, logits)
-        if default_attention:
+        if by_name:
             # the row the classifier reads: [CLS] for encoders, the last token for causal / cross-attention layers
-            attributions = AttentionAttribution(self.model, query=resolve_query("auto", last))
-        attr = attribution_scores(attributions, self.model, batch, t, name="attributions")
+            query = resolve_query("auto", layers[-1] if layers else None)
+            ranking = resolve_ranking(attributions or "attention", self.model, batch, t,
+                                      layers=[len(layers) - 1], query=query, n_random=1, seed=seed,
+                                      name="attributions")
+            attr = ranking.scores[0]
+        else:
+            attr = attribution_scores(attributions, self.model, batch, t, name="attributions")
         ref_obj = self._reference(max_examples_per_batch)
         ref = attribution_scores(ref_obj, self.model, batch, t, name="reference")
         tau, pvalue = kendall_tau(attr, ref, mask=batch.items)

@@ -112,7 +112,8 @@ class PermutationTVDResult:
     """Output change under random permutations of one layer's attention.
 
     Attributes:
-        tvd: ``[B, n_permutations]``: TVD between the output distribution with permutation ``i`` and the original.
+        tvd: ``[B, n_permutations]``: TVD between the output distribution with permutation ``i`` and the original
+            (NaN for a row without items: nothing to permute).
         median: ``[B]`` median over the permutations (numpy's median: mean of the two middle values for even n),
             the statistic Jain & Wallace plot.
         max: ``[B]`` max over the permutations.
@@ -305,13 +306,15 @@ class PermutationTVD(Evaluator):
                     values = runner.run(B * n, run, seq_len=T, device=batch.device)
                 else:
                     values = torch.cat([run(i, i + 1) for i in range(B * n)])
-        values = values.view(B, n)
+        # a row without items has nothing to permute: NaN, as every evaluator reports it
+        no_items = (batch.n_items == 0).to(values.device)
+        values = values.view(B, n).masked_fill(no_items[:, None], float("nan"))
         query = resolve_query(self.query, info)
         return PermutationTVDResult(
             tvd=values,
             median=values.double().quantile(0.5, dim=1).to(values.dtype),
             max=values.max(dim=1).values,
-            max_attention=max_attention_of(att, query, batch),
+            max_attention=max_attention_of(att, query, batch).masked_fill(no_items, float("nan")),
             permutations=perms,
             predicted=p0.argmax(dim=-1),
             items=batch.items.clone(),

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from attnfaith._inputs import Batch, call_model, resolve_target
+from attnfaith._inputs import Batch, call_model, check_target, resolve_target
 from attnfaith.attention import AttentionLayer
 from attnfaith.attr.attention import AttentionAttribution, AttentionGradient, AttentionXGradient
 from attnfaith.evaluators._base import attribution_scores
@@ -107,6 +107,7 @@ def resolve_ranking(
     passed to the attribution (None: the predicted class). ``ValueError`` naming ``name`` for an unknown name, a
     wrong shape or NaN/inf at a scored position.
     """
+    check_target(target)
     if isinstance(attributions, str):
         key = attributions
         if key not in RANKINGS:

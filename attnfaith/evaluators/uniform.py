@@ -39,8 +39,9 @@ class UniformAttentionResult:
     """Uniform attention at inference (see :mod:`attnfaith.evaluators.uniform`).
 
     Attributes (``[B]`` per example unless noted):
-        tvd, jsd: distance of the output distribution with uniform attention from the original (JSD in nats).
-        flipped: the predicted class changed.
+        tvd, jsd: distance of the output distribution with uniform attention from the original (JSD in nats); NaN
+            for a row without items (nothing to explain).
+        flipped: the predicted class changed (False for a row without items; the flip rate leaves such rows out).
         prediction, prediction_uniform: predicted class before / after.
         probs, probs_uniform: ``[B, C]`` output distributions before / after.
         labels: the gold labels, if given.
@@ -78,9 +79,9 @@ class UniformAttentionResult:
         return {
             "n_examples": len(self),
             "layers": list(self.layers),
-            "mean_tvd": float(self.tvd.detach().double().mean()),
-            "mean_jsd": float(self.jsd.detach().double().mean()),
-            "flip_rate": float(self.flipped.detach().double().mean()),
+            "mean_tvd": float(self.tvd.detach().double().nanmean()),
+            "mean_jsd": float(self.jsd.detach().double().nanmean()),
+            "flip_rate": float(self.flipped[~self.tvd.isnan()].detach().double().mean()),
             "accuracy": self.accuracy,
             "accuracy_uniform": self.accuracy_uniform,
         }
@@ -190,10 +191,12 @@ class UniformAttention(Evaluator):
         if labels is not None and ((labels < 0) | (labels >= p.shape[-1])).any():
             raise ValueError(f"labels holds a class outside 0..{p.shape[-1] - 1}")
         pred, pred_u = p.argmax(-1), q.argmax(-1)
+        # a row without items (all padding or special tokens) has nothing to explain: NaN, not flipped
+        no_items = (batch.n_items == 0).to(p.device)
         return UniformAttentionResult(
-            tvd=tvd(q, p),
-            jsd=jsd(q, p),
-            flipped=pred != pred_u,
+            tvd=tvd(q, p).masked_fill(no_items, float("nan")),
+            jsd=jsd(q, p).masked_fill(no_items, float("nan")),
+            flipped=(pred != pred_u) & ~no_items,
             prediction=pred,
             prediction_uniform=pred_u,
             probs=p,

@@ -1,0 +1,78 @@
+"""Inputs that used to give silent or cryptic results in the Python API: now a number that means something, or a
+clear error naming the argument."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import scipy.stats
+import torch
+
+from attnfaith import ErasureFlip, KendallTau, LeaveOneOut, PermutationTVD, UniformAttention
+from attnfaith.attr import AttentionGradient
+from attnfaith.testing import tiny_batch, tiny_model
+
+
+@pytest.fixture(scope="module")
+def bert():
+    model = tiny_model("bert", num_labels=2, seed=2).eval()
+    return model, tiny_batch("bert", model, batch_size=3, seq_len=8, lengths=[8, 6, 7])
+
+
+def _with_padding_row(enc, row=1):
+    out = {k: v.clone() for k, v in enc.items()}
+    out["attention_mask"][row] = 0
+    return out
+
+
+def _without_row(enc, row=1):
+    keep = [b for b in range(enc["input_ids"].shape[0]) if b != row]
+    return {k: v[keep] for k, v in enc.items()}
+
+
+def test_permutation_tvd_of_a_row_without_items_is_nan(bert):
+    model, enc = bert
+    evaluator = PermutationTVD(model, n_permutations=4, seed=1)
+    res = evaluator.evaluate(_with_padding_row(enc))
+    assert torch.isnan(res.tvd[1]).all() and math.isnan(float(res.median[1])) and math.isnan(float(res.max[1]))
+    assert math.isnan(float(res.max_attention[1]))
+    assert torch.isfinite(res.tvd[[0, 2]]).all() and (res.tvd[[0, 2]] > 1e-4).any()
+    assert res.summary()["all"]["n"] == 2
+
+
+def test_uniform_tvd_of_a_row_without_items_is_nan(bert):
+    model, enc = bert
+    res = UniformAttention(model).evaluate(_with_padding_row(enc))
+    assert math.isnan(float(res.tvd[1])) and math.isnan(float(res.jsd[1])) and not bool(res.flipped[1])
+    alone = UniformAttention(model).evaluate(_without_row(enc))
+    torch.testing.assert_close(res.tvd[[0, 2]], alone.tvd, rtol=1e-5, atol=1e-7)
+    s = res.summary()
+    assert s["mean_tvd"] == pytest.approx(float(alone.tvd.double().mean()), rel=1e-5)
+    assert s["flip_rate"] == pytest.approx(float(alone.flipped.double().mean()))
+
+
+@pytest.mark.parametrize("target", ["1", 1.0, b"1", object()])
+def test_target_of_the_wrong_type_is_named(bert, target):
+    model, enc = bert
+    with pytest.raises(TypeError, match="target must be None"):
+        ErasureFlip(model).evaluate(dict(enc), "random", target=target)
+    with pytest.raises(TypeError, match="target must be None"):
+        KendallTau(model, reference="gradient").evaluate(dict(enc), target=target)
+
+
+def test_kendall_tau_takes_the_ranking_names(bert):
+    model, enc = bert
+    loo = LeaveOneOut(model).attribute(dict(enc))
+    evaluator = KendallTau(model, reference=loo)
+    default = evaluator.evaluate(dict(enc))
+    by_name = evaluator.evaluate(dict(enc), "attention")
+    torch.testing.assert_close(by_name.tau, default.tau, equal_nan=True)
+    got = evaluator.evaluate(dict(enc), "gradient")
+    grad = AttentionGradient(model, layer=-1, heads="mean", query="cls").attribute(dict(enc))
+    items = got.items
+    for b in range(items.shape[0]):
+        ref = scipy.stats.kendalltau(grad[b][items[b]].numpy(), loo[b][items[b]].numpy()).statistic
+        assert float(got.tau[b]) == pytest.approx(ref, abs=1e-6)
+    with pytest.raises(ValueError, match=r"attributions must be None, one of .*'attention'.*got 'attn'"):
+        evaluator.evaluate(dict(enc), "attn")
