@@ -1,9 +1,12 @@
 """``attnfaith`` command line: ``attnfaith evaluate`` and ``attnfaith demo`` (also ``python -m attnfaith``).
 
 Every error is one line on stderr, ``attnfaith: error: ...``, with exit code 2 for a usage problem (bad option, unknown
-method or evaluator) and 1 for anything else (unreadable data, a model that cannot be loaded or is not a sequence
-classifier, a label outside the model's classes, no CUDA...). ``ATTNFAITH_DEBUG=1`` shows the traceback of an
-unexpected error. Ctrl-C stops a run with exit code 130; every finished chunk is kept, and ``--resume`` continues.
+method or evaluator, an integer option out of range) and 1 for anything else (unreadable data, a model that cannot be
+loaded or is not a sequence classifier, a label that is not a class of the model, a ``--max-length`` or ``--tokenizer``
+that does not fit the model, another run writing ``--out``, no CUDA...). Every check on the inputs comes before
+anything is written to ``--out``. Warnings (texts cut to ``--max-length``) are one line, ``attnfaith: warning: ...``.
+``ATTNFAITH_DEBUG=1`` shows the traceback of an unexpected error. Ctrl-C stops a run with exit code 130; every
+finished chunk is kept, and ``--resume`` continues.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 __all__ = ["main", "build_parser", "CLIError", "load_hf_classifier"]
 
@@ -88,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="column with the indices of the whitespace words of a known rationale (e.g. '3 7' or "
                         "'[3, 7]'): adds the rationale recovery (precision@k) of every method")
     g.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate only the first N rows")
-    g.add_argument("--max-length", type=int, default=128, help="truncate texts to this many tokens")
+    g.add_argument("--max-length", type=int, default=128,
+                   help="truncate texts to this many tokens, special tokens included (at most what the model takes)")
 
     g = ev.add_argument_group("what to run")
     g.add_argument("--methods", default=",".join(METHODS),
@@ -114,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--variants-per-forward", type=int, default=None,
                    help="perturbed variants per forward pass (default: chosen from the memory budget)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (chunk c uses seed + c)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of every random choice, 0..2**32-1 (chunk c uses seed + c)")
     g.add_argument("--out", required=True, metavar="DIR", help="output folder")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out: finished chunks are kept, the rest is computed")
@@ -172,14 +177,60 @@ def resolve_device(name: str):
 
 
 _HEAD_MARKERS = ("classifier", "score", "classification_head", "logits_proj", "pre_classifier", "out_proj")
+#: files of which a folder written by a tokenizer's save_pretrained has at least one
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
+                    "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "special_tokens_map.json")
+
+
+def _check_source(ref: str, flag: str, what: str) -> None:
+    """:class:`CLIError` naming ``flag`` when ``ref`` is neither an existing path nor a well-formed Hub id."""
+    if Path(ref).exists():
+        return
+    try:
+        from huggingface_hub.utils import validate_repo_id
+
+        validate_repo_id(ref)
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return
+    except Exception:
+        raise CLIError(f"{flag} {ref}: cannot load {what}: no such folder (and not a valid Hub id)") from None
+
+
+def _not_found_here(ref: str) -> str:
+    """`` (and there is no folder 'X' here)`` when ``ref`` is not a local path (it was tried as a Hub id), else
+    ``""``."""
+    return "" if Path(ref).exists() else f" (and there is no folder {ref!r} here)"
+
+
+def _needs_remote_code(exc: BaseException) -> bool:
+    """Whether transformers refused to load because the checkpoint needs its own Python code."""
+    text = str(exc)
+    return "trust_remote_code" in text or "custom code" in text
+
+
+def _remote_code_error(ref: str, flag: str) -> CLIError:
+    """The one-line refusal of a checkpoint that needs its own code, naming ``--trust-remote-code``."""
+    return CLIError(f"{flag} {ref}: it needs its own Python code (from the Hub or its folder), which never runs "
+                    "unless you pass --trust-remote-code; pass it only if you trust that code")
+
+
+def _check_tokenizer_files(ref: str, flag: str) -> None:
+    """:class:`CLIError` when the local folder ``ref`` has no tokenizer file (transformers would build an empty
+    tokenizer that maps every word to its unknown token)."""
+    folder = Path(ref)
+    if folder.is_dir() and not any((folder / n).is_file() for n in _TOKENIZER_FILES):
+        raise CLIError(f"{flag} {ref}: the folder has no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}...); "
+                       "pass --tokenizer with the tokenizer the model was trained with")
 
 
 def load_hf_classifier(model_ref: str, tokenizer_ref: str | None = None, *, revision: str | None = None,
                        trust_remote_code: bool = False):
     """Load a HuggingFace sequence classifier and its tokenizer, or raise :class:`CLIError` with one clear line.
 
-    Refuses a checkpoint that is not a sequence classifier (its config names another architecture, its model type
-    has no sequence-classification class, or the classification head's weights are missing from the checkpoint).
+    Refuses a reference that is neither a folder nor a Hub id, a checkpoint that is not a sequence classifier (its
+    config names another architecture, its model type has no sequence-classification class, or the classification
+    head's weights are missing from the checkpoint), code from the checkpoint without ``trust_remote_code``, and a
+    tokenizer folder without tokenizer files.
     """
     import transformers
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -191,14 +242,17 @@ def load_hf_classifier(model_ref: str, tokenizer_ref: str | None = None, *, revi
     local = Path(model_ref)
     if local.exists() and not local.is_dir():
         raise CLIError(f"--model {model_ref}: not a folder (give the folder written by save_pretrained or a Hub id)")
+    _check_source(model_ref, "--model", "model")
+    tok_ref, tok_flag = (tokenizer_ref, "--tokenizer") if tokenizer_ref else (model_ref, "--model")
+    if tokenizer_ref:
+        _check_source(tokenizer_ref, "--tokenizer", "the tokenizer")
     try:
         config = AutoConfig.from_pretrained(model_ref, **kw)
     except Exception as exc:  # OSError (not found / offline), ValueError (remote code, bad config), ...
-        msg = _one_line(exc)
-        if "trust_remote_code" in msg and not trust_remote_code:
-            raise CLIError(f"--model {model_ref}: the model needs its own code from the Hub; pass --trust-remote-code "
-                           "if you trust it") from None
-        raise CLIError(f"cannot load model {model_ref!r}: {msg}") from None
+        if _needs_remote_code(exc) and not trust_remote_code:
+            raise _remote_code_error(model_ref, "--model") from None
+        raise CLIError(f"cannot load model {model_ref!r}: {_one_line(exc)}{_not_found_here(model_ref)}") from None
+    _check_tokenizer_files(tok_ref, tok_flag)
     archs = list(getattr(config, "architectures", None) or [])
     if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
         raise CLIError(f"--model {model_ref} is not a sequence classifier (its config names {', '.join(archs)}); "
@@ -208,6 +262,8 @@ def load_hf_classifier(model_ref: str, tokenizer_ref: str | None = None, *, revi
                                                                          output_loading_info=True, **kw)
     except ValueError as exc:
         msg = _one_line(exc)
+        if _needs_remote_code(exc) and not trust_remote_code:
+            raise _remote_code_error(model_ref, "--model") from None
         if "Unrecognized configuration class" in msg or "sequence classification" in msg.lower():
             raise CLIError(f"--model {model_ref} ({getattr(config, 'model_type', '?')}) is not a sequence "
                            "classifier: transformers has no sequence-classification model for it") from None
@@ -218,11 +274,12 @@ def load_hf_classifier(model_ref: str, tokenizer_ref: str | None = None, *, revi
     if missing:
         raise CLIError(f"--model {model_ref} is not a trained sequence classifier: the checkpoint has no "
                        f"classification head ({', '.join(sorted(missing)[:3])} missing)")
-    tok_ref = tokenizer_ref or model_ref
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_ref, **kw)
     except Exception as exc:
-        raise CLIError(f"cannot load the tokenizer {tok_ref!r}: {_one_line(exc)}"
+        if _needs_remote_code(exc) and not trust_remote_code:
+            raise _remote_code_error(tok_ref, tok_flag) from None
+        raise CLIError(f"cannot load the tokenizer {tok_ref!r}: {_one_line(exc)}{_not_found_here(tok_ref)}"
                        + ("" if tokenizer_ref else " (pass --tokenizer)")) from None
     if getattr(tokenizer, "pad_token_id", None) is None:
         # decoder classifiers often ship without a padding token: pad with eos, as their classification heads expect
@@ -235,28 +292,48 @@ def load_hf_classifier(model_ref: str, tokenizer_ref: str | None = None, *, revi
     return model, tokenizer
 
 
-def _map_labels(ds, model, path: str) -> list[int]:
-    """The dataset's labels as the model's class indices (label names through ``config.label2id``)."""
+def _class_index(value: str, label2id: Mapping[str, int], n_classes: int) -> int | None:
+    """The model's class for a label cell: one of its label names (exactly, else ignoring case), else an integer
+    class index (``1``, ``1.0``) in ``0 .. n_classes - 1``; None for anything else."""
+    idx = label2id.get(value)
+    if idx is None:
+        idx = {k.lower(): v for k, v in label2id.items()}.get(value.lower())
+    if idx is not None:
+        return idx
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() and 0 <= number < n_classes else None
+
+
+def _map_labels(ds, model, path: str, column: str) -> list[int]:
+    """The dataset's labels as the model's class indices (label names through ``config.label2id``).
+
+    :class:`CLIError` for the first row (in file order) whose label is not a class of the model, naming the file,
+    its line, the column, the value and what is expected.
+    """
     config = getattr(model, "config", None)
     n = int(getattr(config, "num_labels", 0) or 0)
     n_classes = max(n, 2) if n == 1 else n
     id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    label2id = {str(k): int(v) for k, v in (getattr(config, "label2id", None) or {}).items()}
     classes = ", ".join(f"{i}={id2label.get(i, i)}" for i in range(n_classes))
-    if ds.label_names is not None:
-        label2id = {str(k): int(v) for k, v in (getattr(config, "label2id", None) or {}).items()}
-        lower = {k.lower(): v for k, v in label2id.items()}
-        mapping = {}
-        for i, name in enumerate(ds.label_names):
-            idx = label2id.get(name, lower.get(name.lower()))
-            if idx is None:
-                raise CLIError(f"{path}: label {name!r} is not one of the model's classes ({classes})")
-            mapping[i] = idx
-        labels = [mapping[y] for y in ds.labels]
-    else:
-        labels = list(ds.labels)
-    for row, y in enumerate(labels):
-        if not 0 <= y < n_classes:
-            raise CLIError(f"{path}: label {y} (data row {row + 1}) is outside the model's classes ({classes})")
+    expected = f"expected an integer class index 0..{n_classes - 1} or a label name of the model ({classes})"
+    labels = []
+    for row, y in enumerate(ds.labels):
+        where = f"{path}:{ds.lines[row]}" if ds.lines is not None else f"{path} (data row {row + 1})"
+        if ds.label_names is None:
+            if not 0 <= y < n_classes:
+                raise CLIError(f"{where}: label {y} is outside the model's classes (column {column!r}): {expected}")
+            labels.append(y)
+            continue
+        value = ds.label_names[y]
+        idx = _class_index(value, label2id, n_classes)
+        if idx is None or not 0 <= idx < n_classes:
+            raise CLIError(f"{where}: label {value!r} is not one of the model's classes (column {column!r}): "
+                           f"{expected}")
+        labels.append(idx)
     return labels
 
 
@@ -335,7 +412,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         model, tokenizer = load_hf_classifier(args.model, args.tokenizer, revision=args.revision,
                                           trust_remote_code=args.trust_remote_code)
-    labels = _map_labels(ds, model, data_path) if ds.labels is not None else None
+    labels = _map_labels(ds, model, data_path, args.label_column) if ds.labels is not None else None
     model.to(device)
     model.eval()
     t_model = time.perf_counter() - t0
@@ -348,13 +425,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        "split": args.split, "limit": args.limit, "rationale_column": args.rationale_column},
             figures=not args.no_figures,
             strict_methods=_explicit(args, "methods") or _explicit(args, "evaluators"),
+            on_warning=_warn, extra_timings={"read_data_seconds": t_data, "load_model_seconds": t_model},
         )
     except PipelineError as exc:
         raise CLIError(str(exc)) from None
-    run_timings = run["timings"]
-    run_timings["read_data_seconds"] = round(t_data, 3)
-    run_timings["load_model_seconds"] = round(t_model, 3)
-    _rewrite_results(out, run)
     _print_done(run, out, args.quiet)
     return 0
 
@@ -391,12 +465,9 @@ def _explicit(args: argparse.Namespace, name: str) -> bool:
     return getattr(args, f"_explicit_{name}", False)
 
 
-def _rewrite_results(out: Path, run: dict) -> None:
-    import json
-
-    from attnfaith.pipeline import RESULTS_FILE, _atomic_write, _json_safe
-
-    _atomic_write(out / RESULTS_FILE, json.dumps(_json_safe(run), indent=1, allow_nan=False))
+def _warn(message: str) -> None:
+    """A one-line warning on stderr (the run goes on)."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _print_done(run: dict, out: Path, quiet: bool) -> None:

@@ -45,6 +45,8 @@ class TextDataset:
     """Texts with optional integer labels and split names, all aligned by index.
 
     ``label_names[i]`` is the original value of label ``i`` when the file's labels were not integers (else None).
+    ``lines[i]`` is where row ``i`` is in ``source`` (the line number; the record number, from 1, in a JSON list),
+    for messages; None when not read from a file.
     """
 
     texts: list[str]
@@ -52,6 +54,7 @@ class TextDataset:
     splits: list[str] | None = None
     label_names: list[str] | None = None
     source: str | None = field(default=None, compare=False)
+    lines: list[int] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         self.texts = list(self.texts)
@@ -65,6 +68,10 @@ class TextDataset:
                 raise ValueError(f"{len(self.splits)} split names for {len(self.texts)} texts")
         if self.label_names is not None:
             self.label_names = [str(n) for n in self.label_names]
+        if self.lines is not None:
+            self.lines = [int(n) for n in self.lines]
+            if len(self.lines) != len(self.texts):
+                raise ValueError(f"{len(self.lines)} line numbers for {len(self.texts)} texts")
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -90,6 +97,7 @@ class TextDataset:
             splits=None if self.splits is None else [self.splits[i] for i in idx],
             label_names=None if self.label_names is None else list(self.label_names),
             source=self.source,
+            lines=None if self.lines is None else [self.lines[i] for i in idx],
         )
 
     def filter(self, split: str | Iterable[str]) -> "TextDataset":
@@ -200,6 +208,32 @@ def _read_json_records(path: Path, fmt: str, columns: list[tuple[str, str]]):
             yield lineno, check(obj, f":{lineno}")
 
 
+def _utf8_error(path: Path) -> str:
+    """Where the first byte of ``path`` that is not UTF-8 is: ``"PATH:LINE: not UTF-8 text (byte 0xNN at byte
+    offset K) ..."``, LINE counted from 1. Read in blocks, so a large file is not held in memory."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = newlines = 0  # bytes and newlines of the blocks before this one
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as e:
+                # e.object is the decoder's buffer (the start of a character cut by the previous block: no
+                # newline in it) followed by this block
+                data = e.object
+                bad = offset - (len(data) - len(block)) + e.start
+                line = newlines + data[: e.start].count(b"\n") + 1
+                return (f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at byte offset {bad}); save it "
+                        "as UTF-8")
+            if not block:
+                return f"{path}: not UTF-8 text; save it as UTF-8"
+            offset += len(block)
+            newlines += block.count(b"\n")
+
+
 def _as_int_label(value) -> int | None:
     if isinstance(value, bool):
         return None
@@ -240,13 +274,29 @@ def read_table(
     Raises:
         FileNotFoundError: the file does not exist (the message has the path).
         ValueError: a column is missing (named, with the available ones listed), or a line cannot be parsed (path and
-            line number), or a label/text is empty.
+            line number), or a label/text is empty, or the file is not UTF-8 (path, line and byte offset of the first
+            bad byte).
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such file: {p}" if not p.exists() else f"not a file: {p}")
     fmt = _detect_format(p, format)
+    try:
+        return _read_table_rows(p, fmt, text_column, label_column, split_column, split, label_names)
+    except UnicodeDecodeError:
+        raise ValueError(_utf8_error(p)) from None
 
+
+def _read_table_rows(
+    p: Path,
+    fmt: str,
+    text_column: str,
+    label_column: str | None,
+    split_column: str | None,
+    split: str | Iterable[str] | None,
+    label_names: Sequence[str] | None,
+) -> TextDataset:
+    """The body of :func:`read_table` once the file and its format are known."""
     if split is not None and split_column is None:
         split_column = "__auto_split__"
     columns: list[tuple[str, str]] = [(text_column, "text")]
@@ -284,8 +334,9 @@ def read_table(
     texts: list[str] = []
     raw_labels: list = []
     splits: list[str] = []
-    label_lines: list[int] = []
+    lines: list[int] = []
     for lineno, rec in rows:
+        lines.append(lineno)
         text = rec[text_column]
         if text is None:
             raise ValueError(f"{p}:{lineno}: empty text in column {text_column!r}")
@@ -295,7 +346,6 @@ def read_table(
             if lab is None or (isinstance(lab, str) and not lab.strip()):
                 raise ValueError(f"{p}:{lineno}: empty label in column {label_column!r}")
             raw_labels.append(lab.strip() if isinstance(lab, str) else lab)
-            label_lines.append(lineno)
         if split_column is not None:
             splits.append(str(rec[split_column]).strip())
 
@@ -306,7 +356,7 @@ def read_table(
             names = [str(n) for n in label_names]
             lookup = {n: i for i, n in enumerate(names)}
             labels = []
-            for lab, ln in zip(raw_labels, label_lines):
+            for lab, ln in zip(raw_labels, lines):
                 key = str(lab)
                 if key not in lookup:
                     raise ValueError(f"{p}:{ln}: label {lab!r} is not one of label_names {names}")
@@ -322,7 +372,7 @@ def read_table(
 
     ds = TextDataset(
         texts=texts, labels=labels, splits=splits if split_column is not None else None, label_names=names,
-        source=str(p),
+        source=str(p), lines=lines,
     )
     if split is not None:
         ds = ds.filter(split)

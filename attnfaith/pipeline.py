@@ -34,6 +34,14 @@ Evaluators:
 
 Chunks: ``batch_size`` examples each, in order; chunk ``c`` uses the seed ``seed + c`` for every random choice, so a
 run with one chunk reproduces direct calls of the evaluators with ``seed=seed``.
+
+Before anything is written, the inputs are checked: ``max_length`` against the positions the model takes
+(:func:`max_positions`), the tokenizer's size against the model's input embedding, the share of unknown
+tokens in the first :data:`UNK_SAMPLE` texts (at most :data:`MAX_UNK_SHARE`), and the methods on the first example.
+Then the output folder is locked (:func:`lock_out_dir`) for the rest of the run. ``--resume`` needs the same
+:func:`resume fingerprint <_fingerprint>`: configuration, data, model class, size, labels and weights
+(:func:`weights_sha256`), tokenizer (:func:`tokenizer_sha256`); every line of ``partial.jsonl`` carries the
+``sha256`` of its own content (:func:`record_sha256`), checked when it is read back.
 """
 
 from __future__ import annotations
@@ -46,14 +54,17 @@ import os
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from attnfaith import report as report_mod
 from attnfaith._inputs import call_model, prepare_batch, probs_of
+from attnfaith.attention.forward_args import max_positions
 from attnfaith._text import Encoded, VocabularyTokenizer, encode_texts
 from attnfaith.results import json_number, json_numbers
 
@@ -69,7 +80,11 @@ __all__ = [
     "RunExistsError",
     "run_evaluation",
     "load_state",
+    "lock_out_dir",
     "parse_list",
+    "weights_sha256",
+    "tokenizer_sha256",
+    "record_sha256",
 ]
 
 METHODS = ("attention", "rollout", "gradient", "ig", "loo", "random")
@@ -85,8 +100,17 @@ ATTENTION_EVALUATORS = ("permutation", "single", "uniform", "adversarial")
 
 STATE_FILE = "partial.jsonl"
 RESULTS_FILE = "results.json"
-STATE_FORMAT = "attnfaith.partial/1"
+#: the lock file of an output folder (empty; held with an OS lock while a run writes the folder)
+LOCK_FILE = ".lock"
+#: format 2: every line carries ``sha256`` (:func:`record_sha256`); the fingerprint covers weights and tokenizer
+STATE_FORMAT = "attnfaith.partial/2"
 RESULTS_FORMAT = "attnfaith.results/1"
+#: seeds are integers in ``0 .. SEED_LIMIT - 1`` (NumPy's and most libraries' 32-bit seeds)
+SEED_LIMIT = 2**32
+#: the texts whose tokens are checked for the unknown token before a run
+UNK_SAMPLE = 200
+#: a tokenizer that maps more than this share of those tokens to its unknown token is refused
+MAX_UNK_SHARE = 0.5
 
 
 class PipelineError(ValueError):
@@ -126,8 +150,8 @@ class EvaluationConfig:
             evaluators.
         batch_size: examples per chunk (one forward of the originals; the variants of a chunk run in forwards of
             ``variants_per_forward``).
-        seed: base seed (chunk ``c`` uses ``seed + c``).
-        max_length: tokenizer truncation.
+        seed: base seed, an integer in ``0 .. 2**32 - 1`` (chunk ``c`` uses ``seed + c``).
+        max_length: tokenizer truncation: at most the positions the model takes (:func:`max_positions`).
         permutations: permutations per example (Jain & Wallace: 100).
         ig_steps: integration steps of integrated gradients.
         n_random: random orders for the random erasure baseline (Serrano & Smith: 5).
@@ -154,19 +178,12 @@ class EvaluationConfig:
         self.evaluators = tuple(parse_list(list(self.evaluators), EVALUATORS, "evaluator"))
         self.erasure_levels = tuple(parse_list(list(self.erasure_levels), ("token", "attention"), "erasure level"))
         for name in ("batch_size", "max_length", "permutations", "ig_steps", "n_random"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise PipelineError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if isinstance(self.adversarial_steps, bool) or not isinstance(self.adversarial_steps, int) \
-                or self.adversarial_steps < 0:
-            raise PipelineError(f"adversarial-steps must be a non-negative integer, got {self.adversarial_steps!r}")
-        if self.variants_per_forward is not None and (not isinstance(self.variants_per_forward, int)
-                                                      or self.variants_per_forward < 1):
-            raise PipelineError(f"variants-per-forward must be a positive integer, got {self.variants_per_forward!r}")
-        if isinstance(self.layer, bool) or not isinstance(self.layer, int):
-            raise PipelineError(f"layer must be an integer, got {self.layer!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise PipelineError(f"seed must be an integer, got {self.seed!r}")
+            _check_int(name, getattr(self, name), 1)
+        _check_int("adversarial_steps", self.adversarial_steps, 0)
+        if self.variants_per_forward is not None:
+            _check_int("variants_per_forward", self.variants_per_forward, 1)
+        _check_int("layer", self.layer, None)
+        _check_int("seed", self.seed, 0, SEED_LIMIT)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +200,21 @@ class EvaluationConfig:
             "variants_per_forward": self.variants_per_forward,
             "erasure_levels": list(self.erasure_levels),
         }
+
+
+def _check_int(name: str, value: Any, low: int | None, high: int | None = None) -> None:
+    """``PipelineError`` naming the option ``--name`` unless ``value`` is an ``int`` (not a bool) with
+    ``low <= value < high`` (no bound where None)."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PipelineError(f"{flag} must be an integer, got {value!r}")
+    if (low is None or value >= low) and (high is None or value < high):
+        return
+    if high is not None:
+        rule = f"an integer in {low}..{high - 1}"
+    else:
+        rule = "a positive integer" if low == 1 else f"an integer >= {low}"
+    raise PipelineError(f"{flag} must be {rule}, got {value!r}")
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -227,13 +259,81 @@ def versions() -> dict[str, str]:
     return out
 
 
+def weights_sha256(model: nn.Module) -> str:
+    """SHA-256 (hex) of the model's ``state_dict()``, read from memory: for every entry in name order, the name,
+    dtype, shape and the raw bytes of the tensor (copied to the CPU when elsewhere). Equal for equal weights whatever
+    the model was loaded from; the model is not changed."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach()
+        h.update(f"{name}\x00{str(t.dtype).replace('torch.', '')}\x00{tuple(t.shape)}\x00".encode())
+        h.update(t.to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _backend_definition(tokenizer: Any) -> Any:
+    """A fast tokenizer's whole definition (normalizer, pre-tokenizer, model, post-processor, added tokens) as
+    JSON data, without the truncation and padding state that encoding calls change; None for other tokenizers."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    to_str = getattr(backend, "to_str", None)
+    if not callable(to_str):
+        return None
+    try:
+        data = json.loads(to_str())
+    except Exception:  # pragma: no cover - a backend that cannot be serialised
+        return None
+    for key in ("truncation", "padding"):
+        data.pop(key, None)
+    return data
+
+
+def tokenizer_sha256(tokenizer: Any) -> str:
+    """SHA-256 (hex) of what decides the token ids a tokenizer gives: its vocabulary (sorted ``get_vocab()`` items,
+    or a :class:`VocabularyTokenizer`'s tokens and lower-casing), its special tokens with their ids, padding and
+    truncation side, lower-casing, and a fast tokenizer's whole definition (normalizer, pre-tokenizer, model,
+    post-processor), or, for a tokenizer without one, its class (whose code then decides). So the same fast
+    tokenizer built in code or loaded from its files has the same hash."""
+    parts: dict[str, Any] = {}
+    if isinstance(tokenizer, VocabularyTokenizer):
+        parts["tokens"] = list(tokenizer.vocab.itos)
+        parts["lowercase"] = bool(tokenizer.vocab.lowercase)
+    else:
+        get_vocab = getattr(tokenizer, "get_vocab", None)
+        parts["vocab"] = sorted(get_vocab().items()) if callable(get_vocab) else None
+        specials = getattr(tokenizer, "special_tokens_map", None) or {}
+        parts["special_tokens"] = {str(k): v if isinstance(v, (str, list)) else str(v) for k, v in specials.items()}
+        parts["special_ids"] = sorted(int(i) for i in (getattr(tokenizer, "all_special_ids", None) or []))
+        for attr in ("padding_side", "truncation_side", "do_lower_case"):
+            parts[attr] = getattr(tokenizer, attr, None)
+        parts["backend"] = _backend_definition(tokenizer)
+        if parts["backend"] is None:
+            parts["class"] = type(tokenizer).__name__
+    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def tokenizer_description(tokenizer: Any) -> dict[str, Any]:
+    """What ``results.json`` records about the tokenizer (class, source, size, :func:`tokenizer_sha256`)."""
+    try:
+        size = len(tokenizer)
+    except TypeError:
+        size = None
+    return {
+        "class": type(tokenizer).__name__,
+        "name_or_path": str(getattr(tokenizer, "name_or_path", "") or "") or None,
+        "size": size,
+        "sha256": tokenizer_sha256(tokenizer),
+    }
+
+
 def model_description(model: nn.Module, source: str | None = None) -> dict[str, Any]:
-    """What ``results.json`` records about the model (class, config, size, versions)."""
+    """What ``results.json`` records about the model (class, config, size, :func:`weights_sha256`, versions)."""
     config = getattr(model, "config", None)
     info: dict[str, Any] = {
         "source": source,
         "class": type(model).__name__,
         "parameters": int(sum(p.numel() for p in model.parameters())),
+        "weights_sha256": weights_sha256(model),
         "dtype": str(next(model.parameters()).dtype).replace("torch.", "") if any(True for _ in model.parameters())
         else None,
     }
@@ -311,19 +411,183 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 # -------------------------------------------------------------------------------------------------------------
+# output folder lock
+# -------------------------------------------------------------------------------------------------------------
+
+try:  # POSIX
+    import fcntl as _fcntl
+except ImportError:  # pragma: no cover - Windows
+    _fcntl = None
+try:  # pragma: no cover - Windows
+    import msvcrt as _msvcrt
+except ImportError:
+    _msvcrt = None
+
+
+def _try_lock(f: IO[bytes]) -> bool:
+    """Take an exclusive lock on the open file ``f`` without waiting: ``flock`` (POSIX) or ``msvcrt.locking`` of
+    its first byte (Windows); False when another open file holds it. No lock (True) where neither exists. The lock
+    goes when ``f`` is closed, also when the process dies."""
+    try:
+        if _fcntl is not None:
+            _fcntl.flock(f.fileno(), _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+        elif _msvcrt is not None:  # pragma: no cover
+            f.seek(0)
+            _msvcrt.locking(f.fileno(), _msvcrt.LK_NBLCK, 1)
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def lock_out_dir(out: Path) -> Iterator[Path]:
+    """Hold an exclusive OS lock on ``out/.lock`` (created empty if needed, never removed) for the body.
+
+    ``PipelineError`` if another process (or another open of the file in this one) holds it: one writer per output
+    folder. The lock is released when the body ends, and by the operating system when the process ends or crashes.
+    """
+    path = out / LOCK_FILE
+    f = open(path, "ab")
+    try:
+        if not _try_lock(f):
+            raise PipelineError(f"{out} is in use by another attnfaith run (it holds {path}); wait for that run to "
+                                "end or choose another --out")
+        yield path
+    finally:
+        f.close()
+
+
+# -------------------------------------------------------------------------------------------------------------
+# checks of the inputs (before anything is written)
+# -------------------------------------------------------------------------------------------------------------
+
+
+def _special_tokens_added(tokenizer: Any) -> int:
+    """How many special tokens the tokenizer adds to one text ([CLS] and [SEP]: 2)."""
+    if isinstance(tokenizer, VocabularyTokenizer):
+        return 2
+    count = getattr(tokenizer, "num_special_tokens_to_add", None)
+    try:
+        return int(count(pair=False)) if callable(count) else 0
+    except Exception:  # pragma: no cover - a tokenizer that cannot tell
+        return 0
+
+
+def _check_max_length(model: nn.Module, tokenizer: Any, max_length: int) -> None:
+    """``PipelineError`` naming ``--max-length`` when it exceeds :func:`max_positions` or leaves no room
+    for a token after the tokenizer's special tokens."""
+    limit = max_positions(model)
+    if limit is not None and max_length > limit[0]:
+        raise PipelineError(f"--max-length {max_length} is more than the model takes: at most {limit[0]} tokens "
+                            f"({limit[1]}); use --max-length {limit[0]} or less")
+    specials = _special_tokens_added(tokenizer)
+    if max_length <= specials:
+        raise PipelineError(f"--max-length {max_length} leaves no room for a word: the tokenizer adds {specials} "
+                            "special tokens to every text")
+
+
+def _check_vocabulary_size(model: nn.Module, tokenizer: Any) -> None:
+    """``PipelineError`` naming ``--tokenizer`` when the tokenizer has more ids than the model's input embedding
+    has rows (an id past the last row fails inside the model)."""
+    from attnfaith.attr.gradient import input_embedding_module
+
+    try:
+        rows = getattr(input_embedding_module(model), "num_embeddings", None)
+        size = len(tokenizer)
+    except TypeError:
+        return
+    if isinstance(rows, int) and size > rows:
+        raise PipelineError(f"--tokenizer: the tokenizer has {size} tokens but the model's input embedding has "
+                            f"{rows} rows: it is not the model's tokenizer (pass the one it was trained with)")
+
+
+@dataclass
+class _TextScan:
+    """What tokenizing every text says before the run.
+
+    Attributes:
+        kept, dropped: indices of the texts with at least one real (non-special, non-padding) token, and of the
+            others (left out).
+        truncated: indices of the texts longer than ``max_length`` tokens (special tokens included), cut to it.
+        unknown_share: share of the real tokens of the first :data:`UNK_SAMPLE` texts that are the tokenizer's
+            unknown token (None when it has none or there are no real tokens).
+    """
+
+    kept: list[int]
+    dropped: list[int]
+    truncated: list[int]
+    unknown_share: float | None
+
+
+def _scan_texts(tokenizer: Any, texts: Sequence[str], max_length: int, batch: int = 256) -> _TextScan:
+    """Tokenize ``texts`` at ``max_length`` (and at ``max_length + 1`` to see which were cut): :class:`_TextScan`."""
+    kept, dropped, truncated = [], [], []
+    unk_id = getattr(tokenizer, "unk_token_id", None)
+    n_unknown = n_real = 0
+    for a in range(0, len(texts), batch):
+        part = texts[a: a + batch]
+        enc = encode_texts(tokenizer, part, max_length).inputs
+        real = enc["attention_mask"].bool() & ~enc["special_tokens_mask"].bool()
+        for i, n in enumerate(real.sum(-1).tolist()):
+            (kept if n > 0 else dropped).append(a + i)
+        longer = encode_texts(tokenizer, part, max_length + 1).inputs["attention_mask"].sum(-1)
+        truncated += [a + i for i, n in enumerate(longer.tolist()) if n > max_length]
+        if a < UNK_SAMPLE and unk_id is not None:
+            sample = real[: UNK_SAMPLE - a]
+            n_real += int(sample.sum())
+            n_unknown += int((sample & (enc["input_ids"][: UNK_SAMPLE - a] == int(unk_id))).sum())
+    return _TextScan(kept, dropped, truncated, n_unknown / n_real if n_real else None)
+
+
+def _check_unknown_share(tokenizer: Any, scan: _TextScan, n_texts: int) -> None:
+    """``PipelineError`` naming ``--tokenizer`` when more than :data:`MAX_UNK_SHARE` of the sampled tokens are
+    the unknown token: the tokenizer does not know the data's words (or is empty: a model folder without
+    tokenizer files)."""
+    share = scan.unknown_share
+    if share is not None and share > MAX_UNK_SHARE:
+        unk = getattr(tokenizer, "unk_token", None)
+        raise PipelineError(
+            f"--tokenizer: the tokenizer maps {share:.0%} of the tokens of the first {min(n_texts, UNK_SAMPLE)} "
+            f"texts to its unknown token{f' {unk}' if unk else ''}: it does not know the data's words; pass "
+            "--tokenizer with the tokenizer the model was trained with"
+        )
+
+
+# -------------------------------------------------------------------------------------------------------------
 # state file
 # -------------------------------------------------------------------------------------------------------------
 
 
+def record_sha256(record: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a ``partial.jsonl`` record without its ``sha256`` field, as canonical JSON: keys sorted,
+    no spaces, non-ASCII kept, UTF-8. Reading a line back with ``json.loads`` gives the same value (floats are
+    written with ``repr``, which round-trips)."""
+    body = {k: v for k, v in record.items() if k != "sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _state_line(record: Mapping[str, Any]) -> str:
+    """One line of ``partial.jsonl``: ``record`` (strict JSON) with its :func:`record_sha256`."""
+    record = _json_safe(record)
+    return json.dumps({**record, "sha256": record_sha256(record)}, allow_nan=False) + "\n"
+
+
 def load_state(out_dir: str | os.PathLike) -> tuple[dict | None, dict[int, dict]]:
-    """``(header, {chunk index: chunk record})`` from ``DIR/partial.jsonl``; a torn last line is ignored."""
+    """``(header, {chunk index: chunk record})`` from ``DIR/partial.jsonl``.
+
+    A line that is not JSON (a torn line: the run was killed while writing it) is ignored, so that chunk is
+    recomputed. ``PipelineError``, naming the file and line, for a file of another format than
+    :data:`STATE_FORMAT` and for a record whose ``sha256`` is missing or is not :func:`record_sha256` of its
+    content (the line was changed after it was written).
+    """
     path = Path(out_dir) / STATE_FILE
     if not path.is_file():
         return None, {}
     header = None
     chunks: dict[int, dict] = {}
     with open(path, encoding="utf-8") as f:
-        for line in f:
+        for lineno, line in enumerate(f, start=1):
             line = line.strip()
             if not line:
                 continue
@@ -331,20 +595,36 @@ def load_state(out_dir: str | os.PathLike) -> tuple[dict | None, dict[int, dict]
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # interrupted while writing this line: that chunk is recomputed
-            if rec.get("kind") == "header":
+            if not isinstance(rec, dict) or rec.get("kind") not in ("header", "chunk"):
+                continue
+            if rec["kind"] == "header" and rec.get("format") != STATE_FORMAT:
+                raise PipelineError(
+                    f"{path} was written by another version of attnfaith (format {rec.get('format')!r}; this one "
+                    f"reads {STATE_FORMAT!r}) and cannot be resumed; use --overwrite to start again, or a new --out"
+                )
+            if rec.get("sha256") != record_sha256(rec):
+                what = "the header" if rec["kind"] == "header" else f"chunk {rec.get('index')}"
+                raise PipelineError(
+                    f"{path}:{lineno}: {what} does not match its checksum (the line was changed after it was "
+                    "written); delete that line to recompute it, or use --overwrite to start again"
+                )
+            if rec["kind"] == "header":
                 header = rec
-            elif rec.get("kind") == "chunk":
+            else:
                 chunks[int(rec["index"])] = rec
     return header, chunks
 
 
 def _fingerprint(run: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of a run that must match for ``--resume``."""
+    """The parts of a run that must match for ``--resume``: the configuration, the data (texts, labels and
+    rationales: :func:`data_fingerprint`), the model (source, class, parameter count, labels, weights) and the
+    tokenizer (:func:`tokenizer_sha256`). Library versions and the device are not part of it."""
     return {
         "config": run["config"],
         "data_fingerprint": run["data"]["fingerprint"],
         "n_examples": run["data"]["n_examples"],
-        "model": {k: run["model"].get(k) for k in ("source", "class", "parameters", "num_labels")},
+        "model": {k: run["model"].get(k) for k in ("source", "class", "parameters", "num_labels", "weights_sha256")},
+        "tokenizer": {"sha256": run["tokenizer"]["sha256"]},
     }
 
 
@@ -686,18 +966,8 @@ def _run_uniform(model, inputs, labels, vpf, examples: list[dict]) -> None:
 # -------------------------------------------------------------------------------------------------------------
 
 
-def _with_items(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[int], list[int]]:
-    """Indices of the texts with at least one real (non-special, non-padding) token, and of the others."""
-    kept, dropped = [], []
-    for a in range(0, len(texts), 256):
-        enc = encode_texts(tokenizer, texts[a: a + 256], max_length)
-        real = enc.inputs["attention_mask"].bool() & ~enc.inputs["special_tokens_mask"].bool()
-        for i, n in enumerate(real.sum(-1).tolist()):
-            (kept if n > 0 else dropped).append(a + i)
-    return kept, dropped
-
-
-def _prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+def _refuse_existing_run(out: Path, resume: bool, overwrite: bool) -> None:
+    """``PipelineError`` when ``out`` is not a folder, or holds a run and neither ``resume`` nor ``overwrite``."""
     if out.exists() and not out.is_dir():
         raise PipelineError(f"--out {out} exists and is not a folder")
     existing = [n for n in (STATE_FILE, RESULTS_FILE) if (out / n).exists()]
@@ -706,15 +976,33 @@ def _prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
             f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it or --overwrite to "
             "start again"
         )
-    if overwrite and not resume:
-        for name in (STATE_FILE, RESULTS_FILE, "report.md"):
-            with contextlib.suppress(FileNotFoundError):
-                (out / name).unlink()
-        figs = out / "figures"
-        if figs.is_dir():
-            for p in figs.glob("*.png"):
-                p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def _remove_earlier_run(out: Path) -> None:
+    """Delete the files of an earlier run in ``out`` (``--overwrite``): results, report, state and figures."""
+    for name in (STATE_FILE, RESULTS_FILE, "report.md"):
+        with contextlib.suppress(FileNotFoundError):
+            (out / name).unlink()
+    figs = out / "figures"
+    if figs.is_dir():
+        for p in figs.glob("*.png"):
+            p.unlink()
+
+
+def _version_changes(before: Mapping[str, Any] | None, now: Mapping[str, Any]) -> list[str]:
+    """``"name old → new"`` for every library version that differs (the platform string left out)."""
+    before = before or {}
+    return [f"{k} {before.get(k)} → {v}" for k, v in now.items() if k != "platform" and before.get(k) != v]
+
+
+def _check_resumed_chunks(path: Path, chunks: Mapping[int, dict], kept: Sequence[int], batch_size: int) -> None:
+    """``PipelineError`` when a saved chunk does not hold the examples chunk ``c`` of this run holds
+    (``kept[c * batch_size: (c + 1) * batch_size]``)."""
+    for c, rec in sorted(chunks.items()):
+        got = [e.get("index") for e in rec.get("examples", [])]
+        if got != list(kept[c * batch_size: (c + 1) * batch_size]):
+            raise PipelineError(f"{path}: chunk {c} holds the examples {got[:5]}{'...' if len(got) > 5 else ''}, "
+                                "not the ones this run puts there; use --overwrite to start again")
 
 
 def run_evaluation(
@@ -738,25 +1026,29 @@ def run_evaluation(
     figures: bool = True,
     strict_methods: bool = False,
     on_chunk: Callable[[int, int], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    extra_timings: Mapping[str, float] | None = None,
     **config_kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate every chosen attribution method with every chosen evaluator on ``texts``; write the results.
 
     Args:
         model: a sequence classifier: a HuggingFace ``*ForSequenceClassification`` or a reference model
-            (:mod:`attnfaith.models`), on the device it should run on.
+            (:mod:`attnfaith.models`), on the device it should run on. It is left exactly as found.
         tokenizer: its HuggingFace tokenizer, or a :class:`attnfaith._text.VocabularyTokenizer` (or a
             :class:`attnfaith.data.Vocabulary`, wrapped automatically) for a reference model.
         texts: the texts; ``labels``: optional gold labels (class indices of the model).
         methods, evaluators: names (or comma-separated strings) from :data:`METHODS` / :data:`EVALUATORS`.
-        out_dir: the output folder (``results.json``, ``report.md``, ``figures/``, ``partial.jsonl``).
+        out_dir: the output folder (``results.json``, ``report.md``, ``figures/``, ``partial.jsonl``, and the
+            lock file ``.lock``), locked by :func:`lock_out_dir` while the run writes it.
         config: an :class:`EvaluationConfig`; or pass its fields as keyword arguments (``layer=-1``,
             ``batch_size=16``, ``seed=0``...).
         rationales: optional per-text lists of whitespace-word indices that make up the known rationale: the
             report then adds the rationale recovery of each method (precision@k of its top-k tokens, k = number
             of rationale tokens).
-        resume: continue the run in ``out_dir`` (finished chunks are read back, not recomputed); the configuration
-            and data must match.
+        resume: continue the run in ``out_dir`` (finished chunks are read back, not recomputed); the
+            :func:`fingerprint <_fingerprint>` (configuration, data, model weights, tokenizer) must match and every
+            line's checksum must hold.
         overwrite: start again in an ``out_dir`` that holds a run (its results files are replaced).
         progress: tqdm bars per stage (on stderr).
         model_source, data_info, title: recorded in ``results.json`` and shown in the report.
@@ -764,12 +1056,20 @@ def run_evaluation(
         strict_methods: a method or evaluator that does not apply to the model raises instead of being skipped
             (with a note in the report).
         on_chunk: called as ``on_chunk(done_chunks, total_chunks)`` after each chunk is saved.
+        on_warning: called with a one-line warning before the work starts (texts truncated to ``max_length``);
+            default :func:`warnings.warn`.
+        extra_timings: further ``{name: seconds}`` recorded in ``results.json``'s ``timings`` (the CLI's data and
+            model loading).
 
     Returns:
-        The ``results.json`` content as a dict.
+        The ``results.json`` content as a dict; ``data.n_truncated`` / ``data.truncated``: the texts cut to
+        ``max_length`` tokens, ``data.dropped_empty``: the texts left out for want of a real token.
 
     Raises:
-        PipelineError: bad names or options, a run already in ``out_dir``, a resume that does not match.
+        PipelineError: bad names or options, a ``max_length`` the model cannot take, a tokenizer larger than the
+            model's embedding or that maps most tokens to its unknown token, a run already in ``out_dir``, another
+            run writing ``out_dir``, a resume that does not match. Every check on the inputs comes before
+            anything is written to ``out_dir``.
     """
     if isinstance(methods, str):
         methods = parse_list(methods, METHODS, "method")
@@ -804,39 +1104,18 @@ def run_evaluation(
             raise PipelineError(f"{len(rationales)} rationales for {len(texts)} texts")
 
     out = Path(out_dir)
-    _prepare_out_dir(out, resume, overwrite)
+    _refuse_existing_run(out, resume, overwrite)
     t_start = time.perf_counter()
 
-    run: dict[str, Any] = {
-        "format": RESULTS_FORMAT,
-        "title": title,
-        "config": config.to_dict(),
-        "seed": config.seed,
-        "model": model_description(model, model_source),
-        "data": {
-            **dict(data_info or {}),
-            "n_examples": len(texts),
-            "has_labels": labels is not None,
-            "has_rationales": rationales is not None,
-            "fingerprint": data_fingerprint(texts, labels, rationales),
-        },
-        "versions": versions(),
-        "device": str(_device_of(model)),
-    }
-
-    header, done_chunks = load_state(out)
-    if resume and header is not None:
-        mismatch = _diff(header.get("fingerprint"), _fingerprint(run))
-        if mismatch:
-            raise PipelineError(
-                f"--resume: the run in {out} was made with different settings ({', '.join(mismatch[:4])}"
-                f"{'...' if len(mismatch) > 4 else ''}); use a new --out, or --overwrite to start again"
-            )
-    if header is None:
-        done_chunks = {}
-
-    # which methods / evaluators apply (checked on the first example)
-    enc0 = encode_texts(tokenizer, texts[:1], config.max_length)
+    # checks that need the model and the tokenizer: all before anything is written
+    _check_max_length(model, tokenizer, config.max_length)
+    _check_vocabulary_size(model, tokenizer)
+    scan = _scan_texts(tokenizer, texts, config.max_length)
+    _check_unknown_share(tokenizer, scan, len(texts))
+    if not scan.kept:
+        raise PipelineError("no text has a real (non-special) token to explain")
+    # which methods / evaluators apply (checked on the first example that has a token)
+    enc0 = encode_texts(tokenizer, [texts[scan.kept[0]]], config.max_length)
     from attnfaith._state import model_guard
 
     with model_guard(model):
@@ -848,78 +1127,119 @@ def run_evaluation(
         if bad:
             k, v = next(iter(bad.items()))
             raise PipelineError(f"{k} does not apply to this model: {v}")
-    run["skipped"] = skipped
-    run["query"] = query
 
-    if header is None:
-        with open(out / STATE_FILE, "w", encoding="utf-8") as f:
-            f.write(json.dumps({"kind": "header", "format": STATE_FORMAT, "fingerprint": _fingerprint(run)}) + "\n")
-
-    # examples with no real token (empty texts) cannot be explained: they are left out, and listed
-    kept, dropped = _with_items(tokenizer, texts, config.max_length)
-    if not kept:
-        raise PipelineError("no text has a real (non-special) token to explain")
-    run["data"]["dropped_empty"] = dropped
-    if dropped:
-        notes.append(f"{len(dropped)} example(s) without any real token left out: {dropped[:10]}"
-                     f"{'...' if len(dropped) > 10 else ''}")
-
-    n = len(kept)
-    bs = config.batch_size
-    n_chunks = math.ceil(n / bs)
-    todo = [c for c in range(n_chunks) if c not in done_chunks]
-    n_done_examples = sum(len(done_chunks[c]["examples"]) for c in done_chunks if c < n_chunks)
-    runner = _ChunkRunner(model, tokenizer, config, query, skipped, progress, n, n_done_examples) if todo else None
-    resumed = len(done_chunks)
-    _end_with_newline(out / STATE_FILE)
-    try:
-        for c in todo:
-            idx = kept[c * bs: (c + 1) * bs]
-            rec = runner.run(c, idx, [texts[i] for i in idx], None if labels is None else [labels[i] for i in idx],
-                             None if rationales is None else [rationales[i] for i in idx])
-            line = json.dumps(_json_safe(rec), allow_nan=False) + "\n"
-            with open(out / STATE_FILE, "a", encoding="utf-8") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-            done_chunks[c] = rec
-            runner.chunk_done(c, n_chunks, len(idx), sum(rec["timings"].values()))
-            if on_chunk is not None:
-                on_chunk(len(done_chunks), n_chunks)
-    finally:
-        if runner is not None:
-            runner.close()
-
-    examples: list[dict] = []
-    stage_times: dict[str, float] = {}
-    for c in range(n_chunks):
-        examples.extend(done_chunks[c]["examples"])
-        for k, v in done_chunks[c]["timings"].items():
-            stage_times[k] = stage_times.get(k, 0.0) + float(v)
-    run["examples"] = examples
-    run["timings"] = {
-        "stages": {k: round(v, 4) for k, v in stage_times.items()},
-        "evaluation_seconds": round(sum(stage_times.values()), 3),
-        "this_session_seconds": round(time.perf_counter() - t_start, 3),
-        "chunks": n_chunks,
-        "chunks_resumed": min(resumed, n_chunks),
+    run: dict[str, Any] = {
+        "format": RESULTS_FORMAT,
+        "title": title,
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "model": model_description(model, model_source),
+        "tokenizer": tokenizer_description(tokenizer),
+        "data": {
+            **dict(data_info or {}),
+            "n_examples": len(texts),
+            "has_labels": labels is not None,
+            "has_rationales": rationales is not None,
+            "fingerprint": data_fingerprint(texts, labels, rationales),
+            # examples with no real token (empty texts) cannot be explained: they are left out, and listed
+            "dropped_empty": scan.dropped,
+            "n_truncated": len(scan.truncated),
+            "truncated": scan.truncated,
+        },
+        "versions": versions(),
+        "device": str(_device_of(model)),
+        "skipped": skipped,
+        "query": query,
     }
-    from attnfaith import report as report_mod
+    if scan.dropped:
+        notes.append(f"{len(scan.dropped)} example(s) without any real token left out: {scan.dropped[:10]}"
+                     f"{'...' if len(scan.dropped) > 10 else ''}")
+    truncation = (report_mod.truncation_sentence(len(scan.truncated), len(texts), config.max_length)
+                  if scan.truncated else None)
+    if truncation:
+        notes.append(truncation)
+        (on_warning or (lambda m: warnings.warn(m, stacklevel=3)))(truncation)
 
-    run["summary"] = report_mod.summarise(run)
-    run["notes"] = notes
-    if figures:
-        t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    with lock_out_dir(out):
+        _refuse_existing_run(out, resume, overwrite)  # again, now that no other run can write the folder
+        if overwrite and not resume:
+            _remove_earlier_run(out)
+        header, done_chunks = load_state(out) if resume else (None, {})
+        if header is not None:
+            mismatch = _diff(header.get("fingerprint"), _fingerprint(run))
+            if mismatch:
+                raise PipelineError(
+                    f"--resume: the run in {out} was made with different settings ({', '.join(mismatch[:4])}"
+                    f"{'...' if len(mismatch) > 4 else ''}); use a new --out, or --overwrite to start again"
+                )
+            changed = _version_changes(header.get("versions"), run["versions"])
+            if changed and done_chunks:
+                notes.append(f"resumed chunks were computed with other library versions ({', '.join(changed)})")
+        else:
+            done_chunks = {}
+            with open(out / STATE_FILE, "w", encoding="utf-8") as f:
+                f.write(_state_line({"kind": "header", "format": STATE_FORMAT, "fingerprint": _fingerprint(run),
+                                     "versions": run["versions"]}))
+
+        kept = scan.kept
+        n = len(kept)
+        bs = config.batch_size
+        n_chunks = math.ceil(n / bs)
+        _check_resumed_chunks(out / STATE_FILE, {c: r for c, r in done_chunks.items() if c < n_chunks}, kept, bs)
+        todo = [c for c in range(n_chunks) if c not in done_chunks]
+        n_done_examples = sum(len(done_chunks[c]["examples"]) for c in done_chunks if c < n_chunks)
+        runner = _ChunkRunner(model, tokenizer, config, query, skipped, progress, n, n_done_examples) if todo else None
+        resumed = len(done_chunks)
+        _end_with_newline(out / STATE_FILE)
         try:
-            from attnfaith import plots
+            for c in todo:
+                idx = kept[c * bs: (c + 1) * bs]
+                rec = runner.run(c, idx, [texts[i] for i in idx], None if labels is None else [labels[i] for i in idx],
+                                 None if rationales is None else [rationales[i] for i in idx])
+                line = _state_line(rec)
+                with open(out / STATE_FILE, "a", encoding="utf-8") as f:
+                    f.write(line)
+                    f.flush()
+                    os.fsync(f.fileno())
+                done_chunks[c] = rec
+                runner.chunk_done(c, n_chunks, len(idx), sum(rec["timings"].values()))
+                if on_chunk is not None:
+                    on_chunk(len(done_chunks), n_chunks)
+        finally:
+            if runner is not None:
+                runner.close()
 
-            run["figures"] = plots.make_figures(run, out / "figures")
-        except ImportError as exc:
-            run["figures"] = {}
-            run["notes"].append(f"figures skipped: {exc} (pip install 'attnfaith[plot]')")
-        run["timings"]["figures_seconds"] = round(time.perf_counter() - t0, 3)
-    run = _json_safe(run)
-    _atomic_write(out / RESULTS_FILE, json.dumps(run, indent=1, allow_nan=False))
-    if report:
-        _atomic_write(out / "report.md", report_mod.render_markdown(run))
+        examples: list[dict] = []
+        stage_times: dict[str, float] = {}
+        for c in range(n_chunks):
+            examples.extend(done_chunks[c]["examples"])
+            for k, v in done_chunks[c]["timings"].items():
+                stage_times[k] = stage_times.get(k, 0.0) + float(v)
+        run["examples"] = examples
+        run["timings"] = {
+            "stages": {k: round(v, 4) for k, v in stage_times.items()},
+            "evaluation_seconds": round(sum(stage_times.values()), 3),
+            "this_session_seconds": round(time.perf_counter() - t_start, 3),
+            "chunks": n_chunks,
+            "chunks_resumed": min(resumed, n_chunks),
+            **{k: round(float(v), 3) for k, v in (extra_timings or {}).items()},
+        }
+
+        run["summary"] = report_mod.summarise(run)
+        run["notes"] = notes
+        if figures:
+            t0 = time.perf_counter()
+            try:
+                from attnfaith import plots
+
+                run["figures"] = plots.make_figures(run, out / "figures")
+            except ImportError as exc:
+                run["figures"] = {}
+                run["notes"].append(f"figures skipped: {exc} (pip install 'attnfaith[plot]')")
+            run["timings"]["figures_seconds"] = round(time.perf_counter() - t0, 3)
+        run = _json_safe(run)
+        _atomic_write(out / RESULTS_FILE, json.dumps(run, indent=1, allow_nan=False))
+        if report:
+            _atomic_write(out / "report.md", report_mod.render_markdown(run))
     return run

@@ -385,6 +385,12 @@ def _figure_block(run: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def truncation_sentence(n_truncated: int, n_texts: int, max_length: int) -> str:
+    """The sentence that says how many texts were cut to ``max_length`` tokens (report, notes and CLI warning)."""
+    return (f"{n_truncated} of {n_texts} texts are longer than --max-length {max_length} tokens and were truncated "
+            "to it: their later tokens are not explained.")
+
+
 def render_markdown(run: Mapping[str, Any]) -> str:
     """``report.md`` for a run."""
     summary = run["summary"]
@@ -403,6 +409,8 @@ def render_markdown(run: Mapping[str, Any]) -> str:
         desc.append(f"accuracy {_cell(summary['accuracy'], pct=True)}")
     desc.append(f"attention layer {cfg['layer']}, seed {seed}")
     lines += [", ".join(desc) + ".", ""]
+    if data.get("n_truncated"):
+        lines += [f"**Note:** {truncation_sentence(data['n_truncated'], data['n_examples'], cfg['max_length'])}", ""]
     lines += ["Intervals are 95% percentile bootstrap intervals of the mean over examples "
               f"({N_BOOT} resamples, seed {seed}). Definitions: `docs/metrics.md`.", ""]
 
