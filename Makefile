@@ -1,17 +1,22 @@
 # attnfaith — the two commands: `make demo` and `make test`.
+#   make test         the tests under the tested versions pinned in constraints.txt (what CI runs)
+#   make test-latest  the same tests against the newest releases on the index (finds the next upstream rename)
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+CONSTRAINTS ?= constraints.txt
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test setup bench replicate ferret-env clean
+.PHONY: demo test test-latest setup bench replicate ferret-env clean
 
-$(VENV)/.installed: pyproject.toml
+# torch first (the local CPU build: an unpinned torch pulls gigabytes of CUDA wheels), then the package with the
+# pinned build tools and no build isolation, so that every version, setuptools included, is the tested one.
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "$(TORCH)"
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -c $(CONSTRAINTS) pip setuptools
+	$(PIP) install -q -c $(CONSTRAINTS) "$(TORCH)"
+	$(PIP) install -q -c $(CONSTRAINTS) --no-build-isolation -e ".[dev]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -21,6 +26,20 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The newest release of every dependency (torch stays $(TORCH): the newest torch wheel is a multi-GB CUDA build;
+# pass TORCH=torch==X to try another). Prints the versions it tested.
+LATEST_VENV ?= .venv-latest
+test-latest:
+	test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip setuptools
+	echo "$(TORCH)" > $(LATEST_VENV)/torch-pin.txt
+	$(LATEST_VENV)/bin/python -m pip install -q -c $(LATEST_VENV)/torch-pin.txt "$(TORCH)"
+	$(LATEST_VENV)/bin/python -m pip install -q -c $(LATEST_VENV)/torch-pin.txt --upgrade --upgrade-strategy eager \
+		--no-build-isolation -e ".[dev]"
+	$(LATEST_VENV)/bin/python -m pip freeze --exclude-editable \
+		| grep -iE '^(torch|transformers|captum|numpy|scipy|tokenizers|huggingface.hub)==' | tr '\n' ' '; echo
+	$(LATEST_VENV)/bin/python -m pytest -q
 
 bench: setup
 	$(PIP) install -q -e ".[bench]"
@@ -38,4 +57,4 @@ $(FERRET_VENV)/.installed:
 	touch $@
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis .benchmarks
+	rm -rf $(VENV) $(LATEST_VENV) out .pytest_cache .hypothesis .benchmarks

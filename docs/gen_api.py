@@ -19,6 +19,7 @@ MODULES = [
     ("attnfaith.attention.tap", None),
     ("attnfaith.attention.interventions", None),
     ("attnfaith.attention.prefix", None),
+    ("attnfaith.attention.forward_args", None),
     ("attnfaith.nn", "Building blocks for custom models"),
     ("attnfaith.attr", "Token attributions"),
     ("attnfaith.attr._base", None),
