@@ -137,14 +137,16 @@ def call_model(model: nn.Module, batch: Batch) -> torch.Tensor:
 
 
 def logits_of(output: Any) -> torch.Tensor:
-    """The logits of a model output: a tensor, an object with ``.logits``, or the first element of a tuple."""
+    """The logits of a model output: the output itself when it is a tensor, else its ``.logits`` tensor
+    (HuggingFace ``ModelOutput``), else the logits of its first element when it is a non-empty tuple or list
+    (``(logits, attention)`` of custom models; nested tuples are followed). ``TypeError`` otherwise."""
     if isinstance(output, torch.Tensor):
         return output
     logits = getattr(output, "logits", None)
     if isinstance(logits, torch.Tensor):
         return logits
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
+    if isinstance(output, (tuple, list)) and output:
+        return logits_of(output[0])
     raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}")
 
 

@@ -20,9 +20,10 @@ from typing import Any, Callable, Hashable, Iterable, Iterator
 
 from torch import nn
 
-__all__ = ["model_guard", "share", "unshare", "claim", "owner", "release", "local_forward_hook"]
+__all__ = ["LOCK", "model_guard", "share", "unshare", "claim", "owner", "release", "local_forward_hook"]
 
-_LOCK = threading.RLock()
+#: the lock every change to the shared state above (and a tap's activation) is made under
+LOCK = threading.RLock()
 # key -> [number of users, the function that undoes the change]
 _SHARED: dict[Hashable, list] = {}
 
@@ -40,7 +41,7 @@ _CLAIMS = _Claims()
 def share(key: Hashable, install: Callable[[], Callable[[], None]]) -> None:
     """One more user of the change ``key``. The first user runs ``install()``, which makes the change and returns the
     function undoing it; later users only count. Pair every call with :func:`unshare`."""
-    with _LOCK:
+    with LOCK:
         entry = _SHARED.get(key)
         if entry is None:
             _SHARED[key] = [1, install()]
@@ -50,7 +51,7 @@ def share(key: Hashable, install: Callable[[], Callable[[], None]]) -> None:
 
 def unshare(key: Hashable) -> None:
     """One user fewer of the change ``key``; the last one runs its undo function."""
-    with _LOCK:
+    with LOCK:
         entry = _SHARED[key]
         entry[0] -= 1
         if entry[0] == 0:
@@ -128,7 +129,7 @@ def model_guard(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]
     without a guard meanwhile sees what the guards set (eval mode; parameters an attribution froze).
     """
     keys: list[Hashable] = []
-    with _LOCK:
+    with LOCK:
         for m in model.modules():
             keys.append(("training", id(m)))
             share(keys[-1], partial(_keep_training, m))
@@ -140,6 +141,6 @@ def model_guard(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]
     try:
         yield model
     finally:
-        with _LOCK:
+        with LOCK:
             for key in reversed(keys):
                 unshare(key)

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["VocabularyTokenizer", "Encoded", "encode_texts", "word_spans", "parse_index_list"]
+__all__ = ["VocabularyTokenizer", "Encoded", "encode_texts", "word_spans", "word_of_offsets", "parse_index_list"]
 
 _INT = re.compile(r"-?\d+")
 
@@ -95,7 +95,7 @@ def word_spans(text: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
 
 
-def _word_of_offsets(text: str, offsets: Sequence[Sequence[int]], special: Sequence[int]) -> list[int | None]:
+def word_of_offsets(text: str, offsets: Sequence[Sequence[int]], special: Sequence[int]) -> list[int | None]:
     """The word (index into :func:`word_spans`) holding the first non-space character of each token."""
     spans = word_spans(text)
     ends = [e for _, e in spans]
@@ -130,7 +130,7 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int = 128) ->
     word_ids = None
     if offsets is not None:
         special = (enc["special_tokens_mask"].bool() | (enc["attention_mask"] == 0)).tolist()
-        word_ids = [_word_of_offsets(t, off, sp) for t, off, sp in zip(texts, offsets.tolist(), special)]
+        word_ids = [word_of_offsets(t, off, sp) for t, off, sp in zip(texts, offsets.tolist(), special)]
     inputs = {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
     return Encoded(inputs, tokens, word_ids)
 

@@ -12,6 +12,7 @@ finished chunk is kept, and ``--resume`` continues.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -176,7 +177,6 @@ def resolve_device(name: str):
     return device
 
 
-_HEAD_MARKERS = ("classifier", "score", "classification_head", "logits_proj", "pre_classifier", "out_proj")
 #: files of which a folder written by a tokenizer's save_pretrained has at least one
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
                     "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "special_tokens_map.json")
@@ -230,10 +230,13 @@ def load_hf_classifier(model_ref: str, tokenizer_ref: str | None = None, *, revi
     Refuses a reference that is neither a folder nor a Hub id, a checkpoint that is not a sequence classifier (its
     config names another architecture, its model type has no sequence-classification class, or the classification
     head's weights are missing from the checkpoint), code from the checkpoint without ``trust_remote_code``, and a
-    tokenizer folder without tokenizer files.
+    tokenizer folder without tokenizer files. Head weights are the missing keys that
+    :func:`attnfaith.attention.model_facts.is_head_parameter` accepts.
     """
     import transformers
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from attnfaith.attention.model_facts import is_head_parameter
 
     transformers.logging.set_verbosity_error()
     kw: dict[str, Any] = {"trust_remote_code": bool(trust_remote_code)}
@@ -270,7 +273,7 @@ def load_hf_classifier(model_ref: str, tokenizer_ref: str | None = None, *, revi
         raise CLIError(f"cannot load model {model_ref!r}: {msg}") from None
     except Exception as exc:
         raise CLIError(f"cannot load model {model_ref!r}: {_one_line(exc)}") from None
-    missing = [k for k in (info or {}).get("missing_keys", []) if any(h in k for h in _HEAD_MARKERS)]
+    missing = [k for k in (info or {}).get("missing_keys", []) if is_head_parameter(k)]
     if missing:
         raise CLIError(f"--model {model_ref} is not a trained sequence classifier: the checkpoint has no "
                        f"classification head ({', '.join(sorted(missing)[:3])} missing)")
@@ -404,14 +407,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             rationales = rationales[: len(ds)]
     t_data = time.perf_counter() - t0
 
+    from attnfaith.progress import suppress_progress_bars
+
     t0 = time.perf_counter()
-    if args.quiet:
-        with _suppress_progress_bars():
-            model, tokenizer = load_hf_classifier(args.model, args.tokenizer, revision=args.revision,
-                                                  trust_remote_code=args.trust_remote_code)
-    else:
+    with suppress_progress_bars() if args.quiet else contextlib.nullcontext():
         model, tokenizer = load_hf_classifier(args.model, args.tokenizer, revision=args.revision,
-                                          trust_remote_code=args.trust_remote_code)
+                                              trust_remote_code=args.trust_remote_code)
     labels = _map_labels(ds, model, data_path, args.label_column) if ds.labels is not None else None
     model.to(device)
     model.eval()
@@ -431,34 +432,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     _print_done(run, out, args.quiet)
     return 0
-
-
-class _suppress_progress_bars:
-    """No Hub / transformers progress bars (loading weights) within the body."""
-
-    def __enter__(self):
-        self._undo = []
-        try:
-            from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-            if not are_progress_bars_disabled():
-                disable_progress_bars()
-                self._undo.append(enable_progress_bars)
-        except Exception:  # pragma: no cover
-            pass
-        try:
-            from transformers.utils import logging as tlog
-
-            if tlog.is_progress_bar_enabled():
-                tlog.disable_progress_bar()
-                self._undo.append(tlog.enable_progress_bar)
-        except Exception:  # pragma: no cover
-            pass
-        return self
-
-    def __exit__(self, *exc):
-        for undo in self._undo:
-            undo()
 
 
 def _explicit(args: argparse.Namespace, name: str) -> bool:

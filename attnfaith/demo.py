@@ -272,9 +272,9 @@ def run_demo(out_dir: str | Path = "out/demo", *, seed: int = 0, n_train: int = 
         t0 = time.perf_counter()
         if name == "bert":
             model, tokenizer, _ = train_demo_bert(train, dev, seed, epochs=3 if quick else 2, progress=progress)
-            from attnfaith.cli import _suppress_progress_bars
+            from attnfaith.progress import suppress_progress_bars
 
-            with _suppress_progress_bars():  # save_pretrained draws a bar per shard
+            with suppress_progress_bars():  # save_pretrained draws a bar per shard
                 model.save_pretrained(out / "bert" / "model")
             tokenizer.save_pretrained(out / "bert" / "model")
             title = "demo: tiny BERT on the planted-marker task"

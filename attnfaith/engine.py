@@ -17,12 +17,16 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from attnfaith.attention.model_facts import model_dims, model_device
+
 __all__ = ["VariantRunner", "default_memory_budget", "bytes_per_variant", "length_breaks"]
 
 _GIB = 1 << 30
 
 
 def default_memory_budget(device: torch.device | str) -> int:
+    """Bytes of activation memory one forward may use by default: a quarter of the free memory of a CUDA device
+    (``torch.cuda.mem_get_info``), 2 GiB on any other device."""
     device = torch.device(device)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -30,23 +34,12 @@ def default_memory_budget(device: torch.device | str) -> int:
     return 2 * _GIB
 
 
-def _model_dims(model: nn.Module) -> tuple[int, int, int]:
-    """(hidden size, number of layers, number of heads), from the config or guessed from the parameters."""
-    config = getattr(model, "config", None)
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model", None) or getattr(config, "n_embd", None)
-    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or getattr(config, "num_layers", None)
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or getattr(config, "num_heads", None)
-    if hidden is None:
-        widths = [p.shape[-1] for p in model.parameters() if p.dim() == 2]
-        hidden = max(widths) if widths else 256
-    return int(hidden), int(layers or 2), int(heads or 1)
-
-
 def bytes_per_variant(model: nn.Module, seq_len: int, dtype_bytes: int = 4) -> int:
     """A generous estimate of the peak activation memory of one variant of length ``seq_len`` in inference mode:
     the widest live tensors of one layer (the FFN's 4·hidden, q/k/v, scores and probabilities) plus the residual
-    stream, times a safety factor of 2."""
-    hidden, _, heads = _model_dims(model)
+    stream, times a safety factor of 2: ``2 · dtype_bytes · (10 · seq_len · hidden + 3 · heads · seq_len²) + 1``
+    (``hidden`` and ``heads`` from :func:`attnfaith.attention.model_facts.model_dims`)."""
+    hidden, _, heads = model_dims(model)
     per_layer = seq_len * hidden * 10 + 3 * heads * seq_len * seq_len
     return int(2 * per_layer * dtype_bytes) + 1
 
@@ -80,16 +73,24 @@ class VariantRunner:
         self.memory_budget = memory_budget
 
     def chunk_size(self, seq_len: int, device: torch.device | str | None = None) -> int:
+        """Variants per forward: ``max_examples_per_batch`` when given, else
+        ``max(1, min(4096, budget // bytes_per_variant(model, seq_len)))`` with ``budget`` the ``memory_budget`` or
+        :func:`default_memory_budget` of ``device`` (default: the model's device)."""
         if self.max_examples_per_batch is not None:
             return self.max_examples_per_batch
         if device is None:
-            device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+            device = model_device(self.model)
         budget = self.memory_budget if self.memory_budget is not None else default_memory_budget(device)
         return max(1, min(4096, int(budget // bytes_per_variant(self.model, seq_len))))
 
     def run(self, n: int, fn: Callable[[int, int], torch.Tensor], *, seq_len: int, device=None,
             breaks: Sequence[int] = ()) -> torch.Tensor:
-        """``breaks``: sorted indices where a new chunk must start (length buckets: see :func:`length_breaks`)."""
+        """``fn(start, stop)`` for consecutive slices of ``0..n``, concatenated along the first axis.
+
+        The slices are the intervals between ``0``, ``n`` and the ``breaks`` inside ``(0, n)`` (indices where a new
+        chunk must start: length buckets, see :func:`length_breaks`), each cut into pieces of
+        :meth:`chunk_size` ``(seq_len, device)`` variants (the last piece of an interval may be shorter).
+        ``ValueError`` when ``n`` is 0."""
         chunk = self.chunk_size(seq_len, device)
         bounds = sorted({0, n, *(b for b in breaks if 0 < b < n)})
         outs = [

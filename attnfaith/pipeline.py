@@ -65,8 +65,9 @@ from torch import nn
 from attnfaith import report as report_mod
 from attnfaith._inputs import call_model, prepare_batch, probs_of
 from attnfaith.attention.forward_args import max_positions
+from attnfaith.attention.model_facts import input_embedding_module, model_device, model_dtype
 from attnfaith._text import Encoded, VocabularyTokenizer, encode_texts
-from attnfaith.results import json_number, json_numbers
+from attnfaith.results import atomic_write, clean_json, json_number, json_numbers
 
 __all__ = [
     "METHODS",
@@ -334,8 +335,7 @@ def model_description(model: nn.Module, source: str | None = None) -> dict[str, 
         "class": type(model).__name__,
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "weights_sha256": weights_sha256(model),
-        "dtype": str(next(model.parameters()).dtype).replace("torch.", "") if any(True for _ in model.parameters())
-        else None,
+        "dtype": None if model_dtype(model) is None else str(model_dtype(model)).replace("torch.", ""),
     }
     if config is not None:
         info.update({
@@ -358,36 +358,6 @@ def num_labels_of(model: nn.Module) -> int | None:
     return int(n) if isinstance(n, int) else None
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-def _json_safe(obj: Any) -> Any:
-    """``obj`` with NaN/inf → None, tuples → lists and numpy / torch scalars → Python numbers (strict JSON)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, int):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
-        return _json_safe(obj.item())
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.generic):
-            return _json_safe(obj.item())
-    except ImportError:  # pragma: no cover
-        pass
-    return str(obj)
-
-
 def _end_with_newline(path: Path) -> None:
     """Terminate a torn last line (a run killed while appending) so the next record starts on its own line."""
     if path.is_file() and path.stat().st_size:
@@ -402,12 +372,6 @@ def _isatty(stream: Any) -> bool:
         return bool(stream.isatty())
     except Exception:
         return False
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -489,8 +453,6 @@ def _check_max_length(model: nn.Module, tokenizer: Any, max_length: int) -> None
 def _check_vocabulary_size(model: nn.Module, tokenizer: Any) -> None:
     """``PipelineError`` naming ``--tokenizer`` when the tokenizer has more ids than the model's input embedding
     has rows (an id past the last row fails inside the model)."""
-    from attnfaith.attr.gradient import input_embedding_module
-
     try:
         rows = getattr(input_embedding_module(model), "num_embeddings", None)
         size = len(tokenizer)
@@ -569,7 +531,7 @@ def record_sha256(record: Mapping[str, Any]) -> str:
 
 def _state_line(record: Mapping[str, Any]) -> str:
     """One line of ``partial.jsonl``: ``record`` (strict JSON) with its :func:`record_sha256`."""
-    record = _json_safe(record)
+    record = clean_json(record)
     return json.dumps({**record, "sha256": record_sha256(record)}, allow_nan=False) + "\n"
 
 
@@ -691,7 +653,7 @@ def _probe(model: nn.Module, enc: Encoded, config: EvaluationConfig) -> tuple[st
     from attnfaith.evaluators.rankings import auto_query
 
     one = {k: v[:1] for k, v in enc.inputs.items()}
-    batch = prepare_batch(model, one, device=_device_of(model))
+    batch = prepare_batch(model, one, device=model_device(model))
     skipped: dict[str, str] = {}
     notes: list[str] = []
     query = "cls"
@@ -728,8 +690,6 @@ def _probe(model: nn.Module, enc: Encoded, config: EvaluationConfig) -> tuple[st
     for name in ("gradient", "ig"):
         if name in config.methods:
             try:
-                from attnfaith.attr.gradient import input_embedding_module
-
                 input_embedding_module(model)
             except TypeError as exc:
                 skipped[name] = str(exc)
@@ -819,7 +779,7 @@ class _ChunkRunner:
         timings: dict[str, float] = {}
         enc = encode_texts(self.tokenizer, texts, config.max_length)
         inputs = enc.inputs
-        device = _device_of(model)
+        device = model_device(model)
         batch = prepare_batch(model, inputs, device=device)
         B = batch.size
         items = batch.items.cpu()
@@ -1147,7 +1107,7 @@ def run_evaluation(
             "truncated": scan.truncated,
         },
         "versions": versions(),
-        "device": str(_device_of(model)),
+        "device": str(model_device(model)),
         "skipped": skipped,
         "query": query,
     }
@@ -1238,8 +1198,8 @@ def run_evaluation(
                 run["figures"] = {}
                 run["notes"].append(f"figures skipped: {exc} (pip install 'attnfaith[plot]')")
             run["timings"]["figures_seconds"] = round(time.perf_counter() - t0, 3)
-        run = _json_safe(run)
-        _atomic_write(out / RESULTS_FILE, json.dumps(run, indent=1, allow_nan=False))
+        run = clean_json(run)
+        atomic_write(out / RESULTS_FILE, json.dumps(run, indent=1, allow_nan=False))
         if report:
-            _atomic_write(out / "report.md", report_mod.render_markdown(run))
+            atomic_write(out / "report.md", report_mod.render_markdown(run))
     return run

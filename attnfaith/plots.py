@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from attnfaith.report import METHOD_LABELS
+from attnfaith.report import METHOD_LABELS, finite_values
 
 __all__ = [
     "make_figures",
@@ -57,11 +57,6 @@ def _plt():
 def _methods(run: Mapping[str, Any]) -> list[str]:
     skipped = run.get("skipped", {})
     return [m for m in run["config"]["methods"] if m not in skipped]
-
-
-def _finite(values) -> np.ndarray:
-    arr = np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-    return arr[np.isfinite(arr)]
 
 
 def _save(fig, path: Path) -> None:
@@ -164,7 +159,7 @@ def flip_boxplot(run: Mapping[str, Any], path: Path) -> bool:
             recs = [r for r in recs if r]
             if not recs:
                 continue
-            vals = _finite(r["fraction_removed"] for r in recs)
+            vals = finite_values(r["fraction_removed"] for r in recs)
             data.append(vals if vals.size else np.array([np.nan]))
             labels.append(f"{SHORT.get(m, m)}\n{vals.size}/{len(recs)} flip")
             colors.append(COLORS.get(m, "#333333"))
@@ -204,7 +199,7 @@ def kendall_histograms(run: Mapping[str, Any], path: Path) -> bool:
         for m in _methods(run):
             if m == ref:
                 continue
-            vals = _finite(((ex.get("kendall") or {}).get(ref, {}).get(m) or {}).get("tau") for ex in run["examples"])
+            vals = finite_values(((ex.get("kendall") or {}).get(ref, {}).get(m) or {}).get("tau") for ex in run["examples"])
             if not vals.size:
                 continue
             c = COLORS.get(m)
@@ -311,7 +306,7 @@ def adversarial_violin(run: Mapping[str, Any], path: Path) -> bool:
 def single_delta_js_histogram(run: Mapping[str, Any], path: Path) -> bool:
     """Histogram of Serrano & Smith's ΔJS = JS(output | top attention weight zeroed) − JS(output | random other
     weight zeroed), per example; positive values mean the top weight matters more than a random one."""
-    vals = _finite(ex["single"]["delta_js"] for ex in run["examples"] if ex.get("single") and ex["single"]["has_random"])
+    vals = finite_values(ex["single"]["delta_js"] for ex in run["examples"] if ex.get("single") and ex["single"]["has_random"])
     if not vals.size:
         return False
     fig, ax = _plt().subplots(figsize=(6.4, 4.0))

@@ -61,7 +61,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from attnfaith._inputs import logits_of
 from attnfaith.data import TextDataset, Vocabulary, data_dir, encode_for_hf, read_table
+from attnfaith.results import clean_json, fmt_number
 
 __all__ = [
     "ENCODERS",
@@ -500,7 +502,7 @@ class TrainedModel:
             for s in range(0, len(texts), 128):
                 enc = encode_for_hf(self.tokenizer, list(texts[s : s + 128]), max_length=self.max_length)
                 logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
-                out.append(torch.softmax(logits.logits.float(), -1).cpu())
+                out.append(torch.softmax(logits_of(logits).float(), -1).cpu())
         return torch.cat(out)
 
 
@@ -627,35 +629,6 @@ def concat_results(results: Sequence[Any]) -> Any:
     return cls(**kwargs)
 
 
-def _clean(x: Any) -> Any:
-    """JSON-safe: NaN/inf → None, tensors and numpy values → lists / Python numbers, dict keys → str."""
-    if isinstance(x, torch.Tensor):
-        return _clean(x.detach().cpu().tolist())
-    if isinstance(x, np.ndarray):
-        return _clean(x.tolist())
-    if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return _clean(x.item())
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
-def _f(x: Any, digits: int = 3) -> str:
-    if x is None:
-        return "–"
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    return "nan" if not math.isfinite(x) else f"{x:.{digits}f}"
-
-
 def table2_rows(summary: dict[Any, dict[str, float]]) -> list[dict[str, Any]]:
     """Jain & Wallace's Table 2 rows from :meth:`KendallTauResult.summary`: one per predicted class, then ``all``."""
     rows = []
@@ -668,8 +641,8 @@ def table2_rows(summary: dict[Any, dict[str, float]]) -> list[dict[str, Any]]:
 
 def table2_cell(s: dict[str, Any]) -> str:
     """``0.34 ± 0.21 (0.48)``: mean ± std (share with p ≤ 0.05), JW's layout."""
-    std = "" if s.get("std") is None else f" ± {_f(s['std'], 2)}"
-    return f"{_f(s['mean'], 2)}{std} ({_f(s['sig_frac'], 2)})"
+    std = "" if s.get("std") is None else f" ± {fmt_number(s['std'], 2)}"
+    return f"{fmt_number(s['mean'], 2)}{std} ({fmt_number(s['sig_frac'], 2)})"
 
 
 def table2_markdown(gradient: dict, loo: dict, class_names: Sequence[str] | None = None,
@@ -725,8 +698,8 @@ def max_attention_bins(values: torch.Tensor | Sequence[float], max_attention: to
 def _bins_markdown(rows: list[dict[str, Any]], what: str, by: str = "attention") -> str:
     lines = [f"| max {by} | n | median {what} | IQR | mean {what} |", "|---|---|---|---|---|"]
     for r in rows:
-        iqr = "–" if not r["n"] else f"{_f(r['q1'], 4)}–{_f(r['q3'], 4)}"
-        lines.append(f"| {r['bin']} | {r['n']} | {_f(r['median'], 4)} | {iqr} | {_f(r['mean'], 4)} |")
+        iqr = "–" if not r["n"] else f"{fmt_number(r['q1'], 4)}–{fmt_number(r['q3'], 4)}"
+        lines.append(f"| {r['bin']} | {r['n']} | {fmt_number(r['median'], 4)} | {iqr} | {fmt_number(r['mean'], 4)} |")
     return "\n".join(lines)
 
 
@@ -1075,7 +1048,7 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
     results["timings_s"] = timings
     results["figures"] = figures
     results["finished"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    clean = _clean(results)
+    clean = clean_json(results)
     (out / "results.json").write_text(json.dumps(clean, indent=1), encoding="utf-8")
     (out / "report.md").write_text(write_report(clean), encoding="utf-8")
     log(f"wrote {out / 'results.json'} and {out / 'report.md'}")
@@ -1300,7 +1273,7 @@ def write_report(r: dict[str, Any]) -> str:
         f"- splits: train {r['data']['sizes']['train']}, dev {r['data']['sizes']['dev']}, test "
         f"{r['data']['sizes']['test']} ({'; '.join(r['data']['notes'])})",
         f"- encoder `{m['encoder']}`, {m['epochs']} epoch(s) at most; best epoch {m['train']['best_epoch']} by dev "
-        f"{m['train']['select_by']} ({_f(m['train']['best_dev_metric'])}); training took "
+        f"{m['train']['select_by']} ({fmt_number(m['train']['best_dev_metric'])}); training took "
         f"{m['train']['train_seconds']} s" + (f"; vocabulary {m['vocab_size']} words" if m.get("vocab_size") else ""),
         f"- initial word vectors: {m['vectors'] if m.get('vectors') else 'random N(0, 1) (nn.Embedding default)'}"
         if m.get("vocab_size") else "- pretrained transformer",
@@ -1308,8 +1281,8 @@ def write_report(r: dict[str, Any]) -> str:
         "",
         "| split | accuracy | macro F1 | ROC-AUC |",
         "|---|---|---|---|",
-        f"| dev | {_f(m['dev']['accuracy'])} | {_f(m['dev']['f1'])} | {_f(m['dev']['auc'])} |",
-        f"| test | {_f(m['test']['accuracy'])} | {_f(m['test']['f1'])} | {_f(m['test']['auc'])} |",
+        f"| dev | {fmt_number(m['dev']['accuracy'])} | {fmt_number(m['dev']['f1'])} | {fmt_number(m['dev']['auc'])} |",
+        f"| test | {fmt_number(m['test']['accuracy'])} | {fmt_number(m['test']['f1'])} | {fmt_number(m['test']['auc'])} |",
         "",
         f"Faithfulness tests on {ev['n']} of {ev['of']} test examples.",
         "",
@@ -1347,8 +1320,8 @@ def write_report(r: dict[str, Any]) -> str:
             "",
             "| mean JS (top) | mean JS (random) | mean ΔJS | share ΔJS > 0 | top flips | random flips | compared |",
             "|---|---|---|---|---|---|---|",
-            f"| {_f(s['mean_js_top'], 4)} | {_f(s['mean_js_random'], 4)} | {_f(s['mean_delta_js'], 4)} | "
-            f"{_f(s['share_delta_js_positive'])} | {_f(s['flip_top'])} | {_f(s['flip_random'])} | {s['n_compared']} |",
+            f"| {fmt_number(s['mean_js_top'], 4)} | {fmt_number(s['mean_js_random'], 4)} | {fmt_number(s['mean_delta_js'], 4)} | "
+            f"{fmt_number(s['share_delta_js_positive'])} | {fmt_number(s['flip_top'])} | {fmt_number(s['flip_random'])} | {s['n_compared']} |",
             "",
             "| removing i* flips? \\ removing random flips? | yes | no |",
             "|---|---|---|",
@@ -1378,9 +1351,9 @@ def write_report(r: dict[str, Any]) -> str:
         ]
         for n, x in er["rankings"].items():
             s = x["summary"]
-            lines.append(f"| {n} | {_f(s['mean_fraction_removed'])} | {_f(s['never_flipped'])} | "
-                         f"{_f(x.get('flip_only_when_all_removed'))} | {_f(x['mean_fraction_common'])} | "
-                         f"{_f(x['median_fraction_common'])} | {_f(s['mean_aopc'])} |")
+            lines.append(f"| {n} | {fmt_number(s['mean_fraction_removed'])} | {fmt_number(s['never_flipped'])} | "
+                         f"{fmt_number(x.get('flip_only_when_all_removed'))} | {fmt_number(x['mean_fraction_common'])} | "
+                         f"{fmt_number(x['median_fraction_common'])} | {fmt_number(s['mean_aopc'])} |")
         lines += ["", f"![erasure]({r['figures'].get(key, '')})", ""]
     u = ev["uniform_inference"]["summary"]
     lines += [
@@ -1390,8 +1363,8 @@ def write_report(r: dict[str, Any]) -> str:
         "",
         "| mean TVD | mean JSD | decision flips | accuracy | accuracy (uniform) | n |",
         "|---|---|---|---|---|---|",
-        f"| {_f(u['mean_tvd'], 4)} | {_f(u['mean_jsd'], 4)} | {_f(u['flip_rate'])} | {_f(u['accuracy'])} | "
-        f"{_f(u['accuracy_uniform'])} | {u['n_examples']} |",
+        f"| {fmt_number(u['mean_tvd'], 4)} | {fmt_number(u['mean_jsd'], 4)} | {fmt_number(u['flip_rate'])} | {fmt_number(u['accuracy'])} | "
+        f"{fmt_number(u['accuracy_uniform'])} | {u['n_examples']} |",
         "",
     ]
     wp = r.get("wiegreffe_pinter")
@@ -1406,22 +1379,22 @@ def write_report(r: dict[str, Any]) -> str:
                 "",
                 "| attention | dev F1 | test F1 | test accuracy |",
                 "|---|---|---|---|",
-                f"| learned | {_f(ut['learned']['dev']['f1'])} | {_f(ut['learned']['test']['f1'])} | "
-                f"{_f(ut['learned']['test']['accuracy'])} |",
-                f"| uniform (frozen) | {_f(ut['uniform']['dev']['f1'])} | {_f(ut['uniform']['test']['f1'])} | "
-                f"{_f(ut['uniform']['test']['accuracy'])} |",
+                f"| learned | {fmt_number(ut['learned']['dev']['f1'])} | {fmt_number(ut['learned']['test']['f1'])} | "
+                f"{fmt_number(ut['learned']['test']['accuracy'])} |",
+                f"| uniform (frozen) | {fmt_number(ut['uniform']['dev']['f1'])} | {fmt_number(ut['uniform']['test']['f1'])} | "
+                f"{fmt_number(ut['uniform']['test']['accuracy'])} |",
                 "",
             ]
         if "seed_variance" in wp:
             sv = wp["seed_variance"]
-            accs = ", ".join(f"{x['seed']}: {_f(x['test']['accuracy'])}" for x in sv["runs"])
+            accs = ", ".join(f"{x['seed']}: {fmt_number(x['test']['accuracy'])}" for x in sv["runs"])
             base_k = ev["explanations"]["attention"]["kendall"]
-            seed_rows = [f"| {sv['base_seed']} (base) | {_f(m['test']['accuracy'])} | "
+            seed_rows = [f"| {sv['base_seed']} (base) | {fmt_number(m['test']['accuracy'])} | "
                          f"{table2_cell(base_k['gradient']['summary']['all'])} | "
                          f"{table2_cell(base_k['loo']['summary']['all'])} |"]
             for x in sv["runs"]:
                 if "kendall" in x:
-                    seed_rows.append(f"| {x['seed']} | {_f(x['test']['accuracy'])} | "
+                    seed_rows.append(f"| {x['seed']} | {fmt_number(x['test']['accuracy'])} | "
                                      f"{table2_cell(x['kendall']['gradient']['all'])} | "
                                      f"{table2_cell(x['kendall']['loo']['all'])} |")
             lines += [
@@ -1429,8 +1402,8 @@ def write_report(r: dict[str, Any]) -> str:
                 "",
                 f"Base seed {sv['base_seed']} against WP seeds {sv['seeds']} (test accuracy {accs}). Per test instance: "
                 "median over seeds of JSD(α_base, α_seed) in nats (upper bound ln 2 ≈ 0.693) and mean output "
-                f"difference. Mean of the per-instance median JSD {_f(sv['jsd_median_mean'], 4)}, median "
-                f"{_f(sv['jsd_median_median'], 4)}; mean output difference {_f(sv['output_diff_mean'], 4)}.",
+                f"difference. Mean of the per-instance median JSD {fmt_number(sv['jsd_median_mean'], 4)}, median "
+                f"{fmt_number(sv['jsd_median_median'], 4)}; mean output difference {fmt_number(sv['output_diff_mean'], 4)}.",
                 "",
                 _bins_markdown(sv["bins"], "JSD"),
                 "",
@@ -1448,10 +1421,10 @@ def write_report(r: dict[str, Any]) -> str:
     for name in ev["explanations"]:
         x = fd[f"{name}: top item flips"]
         lines.append(
-            f"- Removing the single top-{name} item flips the decision in {_f(x['flip_top'])} of the instances "
-            f"(a random other item: {_f(x['flip_random'])}): "
+            f"- Removing the single top-{name} item flips the decision in {fmt_number(x['flip_top'])} of the instances "
+            f"(a random other item: {fmt_number(x['flip_random'])}): "
             + ("**rarely**, as SS found." if x["rarely_flips"] else "**not rare** (≥ 10 %), unlike SS.")
-            + f" ΔJS > 0 (the top item matters more than a random one) in {_f(x['share_delta_js_positive'])}."
+            + f" ΔJS > 0 (the top item matters more than a random one) in {fmt_number(x['share_delta_js_positive'])}."
         )
     for lv in ev["erasure"]:
         x = fd[f"erasure_{lv}"]

@@ -17,7 +17,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["bootstrap_mean", "summarise", "render_markdown", "summary_table", "METRICS", "tau_strength"]
+from attnfaith.results import fmt_number
+
+__all__ = [
+    "bootstrap_mean", "summarise", "render_markdown", "summary_table", "METRICS", "tau_strength", "finite_values",
+]
 
 #: resamples of the bootstrap
 N_BOOT = 2000
@@ -76,7 +80,8 @@ METHOD_LABELS = {
 # -------------------------------------------------------------------------------------------------------------
 
 
-def _clean(values: Iterable[Any]) -> np.ndarray:
+def finite_values(values: Iterable[Any]) -> np.ndarray:
+    """The finite ``values`` as a float64 array, in order: None, NaN and ±inf left out."""
     arr = np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
     return arr[np.isfinite(arr)]
 
@@ -88,7 +93,7 @@ def bootstrap_mean(values: Iterable[Any], seed: int = 0, n_boot: int = N_BOOT, l
     ``(1 − level)/2`` and ``(1 + level)/2`` quantiles of the resampled means. None/NaN values are left out.
     Returns ``{"mean", "lo", "hi", "n"}`` (None for an empty input; ``lo = hi = mean`` for one value).
     """
-    x = _clean(values)
+    x = finite_values(values)
     n = int(x.size)
     if n == 0:
         return {"mean": None, "lo": None, "hi": None, "n": 0}
@@ -228,10 +233,6 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.0f}%"
 
 
-def _f(x: float | None, digits: int = 2) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
-
-
 def _verdicts(run: Mapping[str, Any], table: Mapping[str, Mapping[str, Any]], seed: int) -> dict[str, str]:
     methods = _methods_of(run)
     verdicts: dict[str, str] = {}
@@ -257,7 +258,8 @@ def _verdicts(run: Mapping[str, Any], table: Mapping[str, Mapping[str, Any]], se
                         text += " — LESS faithful than random"
                     else:
                         text += " — not distinguishable from random"
-                    text += f" (paired difference {_f(diff['mean'])}, 95% CI [{_f(diff['lo'])}, {_f(diff['hi'])}])"
+                    text += (f" (paired difference {fmt_number(diff['mean'], 2, 'n/a')}, 95% CI "
+                             f"[{fmt_number(diff['lo'], 2, 'n/a')}, {fmt_number(diff['hi'], 2, 'n/a')}])")
             parts.append(text)
         ea = row.get("erasure_attention_fraction")
         if m == "attention" and ea and ea["mean"] is not None:
@@ -282,7 +284,7 @@ def _verdicts(run: Mapping[str, Any], table: Mapping[str, Mapping[str, Any]], se
             t = row.get(f"tau_{ref}")
             if t and t["mean"] is not None:
                 name = "leave-one-out" if ref == "loo" else "gradient"
-                parts.append(f"τ with {name} {_f(t['mean'])} ({tau_strength(t['mean'])})")
+                parts.append(f"τ with {name} {fmt_number(t['mean'], 2, 'n/a')} ({tau_strength(t['mean'])})")
         rp = row.get("rationale_precision")
         if rp and rp["mean"] is not None:
             text = f"its top-k tokens recover {_pct(rp['mean'])} of the planted rationale"
@@ -294,7 +296,7 @@ def _verdicts(run: Mapping[str, Any], table: Mapping[str, Mapping[str, Any]], se
             att = run.get("summary_attention") or {}
             pm = att.get("permutation_median_tvd")
             if pm and pm["mean"] is not None:
-                parts.append(f"permuting the attention moves the output by a median TVD of {_f(pm['mean'], 3)} on "
+                parts.append(f"permuting the attention moves the output by a median TVD of {fmt_number(pm['mean'], 3, 'n/a')} on "
                              f"average ({'the order of the weights matters' if pm['mean'] >= 0.05 else 'small: the prediction barely depends on which token gets which weight'})")
         verdicts[m] = "; ".join(parts) + "." if parts else "no evaluator produced a number for this method."
     return verdicts

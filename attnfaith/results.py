@@ -1,22 +1,31 @@
-"""Result helpers: strict-JSON conversion (NaN/inf → None), markdown tables, concatenation of per-batch results.
+"""Result helpers: strict-JSON conversion (NaN/inf → None), number cells and markdown tables, atomic file writes,
+concatenation of per-batch results.
 
 What the evaluators' result classes (``to_dict``, ``to_markdown``, ``concat``) and the pipeline's ``results.json``
 share:
 
 * :func:`json_number`, :func:`json_numbers`, :func:`to_json_list`, :func:`clean_json`: numbers, tensors and nested
   containers as strict JSON (``json.dumps(..., allow_nan=False)`` accepts them): NaN and ±inf become None;
-* :func:`fmt_number`, :func:`markdown_table`: the cells and tables of the ``to_markdown`` reports;
+* :func:`fmt_number`, :func:`markdown_table`: the cells and tables of the ``to_markdown`` reports (and of the
+  pipeline's and the replications' reports);
+* :func:`atomic_write`: ``results.json`` and ``report.md`` written whole or not at all;
 * :func:`pad_cat`: per-batch ``[B_i, T_i, ...]`` tensors joined along the rows, the token axis right-padded.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 
-__all__ = ["json_number", "json_numbers", "to_json_list", "clean_json", "fmt_number", "markdown_table", "pad_cat"]
+__all__ = [
+    "json_number", "json_numbers", "to_json_list", "clean_json", "fmt_number", "markdown_table", "atomic_write",
+    "pad_cat",
+]
 
 
 def json_number(x: Any) -> float | None:
@@ -34,15 +43,29 @@ def json_numbers(t: torch.Tensor) -> list[float | None]:
 
 
 def clean_json(x: Any) -> Any:
-    """``x`` with NaN/inf floats → None, recursively through dicts (keys made ``str``), lists and tuples (made
-    lists); anything else unchanged."""
-    if isinstance(x, dict):
+    """``x`` as strict JSON data (``json.dumps(..., allow_nan=False)`` accepts it), recursively:
+
+    * mappings → dicts with ``str`` keys; lists and tuples → lists;
+    * tensors → ``tensor.tolist()`` (a number for a 0-d tensor), NumPy arrays → ``.tolist()``, NumPy scalars →
+      ``.item()``, then cleaned in turn;
+    * floats: NaN and ±inf → None, finite ones unchanged; ``None``, ``bool``, ``int`` and ``str`` unchanged;
+    * anything else (a ``Path``...) → ``str(x)``.
+    """
+    if isinstance(x, Mapping):
         return {str(k): clean_json(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [clean_json(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+    if isinstance(x, torch.Tensor):
+        return clean_json(x.detach().cpu().tolist())
+    if isinstance(x, np.ndarray):
+        return clean_json(x.tolist())
+    if isinstance(x, np.generic):
+        return clean_json(x.item())
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    return str(x)
 
 
 def to_json_list(t: torch.Tensor | None) -> Any:
@@ -52,14 +75,17 @@ def to_json_list(t: torch.Tensor | None) -> Any:
     return clean_json(t.detach().cpu().tolist())
 
 
-def fmt_number(x: Any, digits: int = 3) -> str:
-    """A table cell: ``"–"`` for None, ints and bools as they are, floats with ``digits`` decimals (``"nan"`` for
-    NaN/inf)."""
+def fmt_number(x: Any, digits: int = 3, none: str = "–") -> str:
+    """A number as text: ``none`` for None, ints and bools as they are (``str``), anything ``float()`` takes with
+    ``digits`` decimals (``"nan"`` for NaN and ±inf), anything else as ``str(x)``."""
     if x is None:
-        return "–"
+        return none
     if isinstance(x, (bool, int)):
         return str(x)
-    x = float(x)
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return str(x)
     return "nan" if not math.isfinite(x) else f"{x:.{digits}f}"
 
 
@@ -69,6 +95,15 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     for row in rows:
         lines.append("| " + " | ".join(v if isinstance(v, str) else fmt_number(v) for v in row) + " |")
     return "\n".join(lines)
+
+
+def atomic_write(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through ``path.tmp`` and ``os.replace``: a reader sees the old file or the
+    whole new one, never a part."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def pad_cat(tensors: Sequence[torch.Tensor], fill: Any) -> torch.Tensor:

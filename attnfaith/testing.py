@@ -83,6 +83,7 @@ has the same number of eos tokens.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -90,6 +91,7 @@ from torch import nn
 
 __all__ = [
     "ARCHITECTURES",
+    "reinit",
     "DECODER_ARCHITECTURES",
     "ENCODER_DECODER_ARCHITECTURES",
     "PAD_ID",
@@ -104,6 +106,8 @@ __all__ = [
     "tiny_model",
     "tiny_batch",
     "special_token_ids",
+    "plain_erasure_flip",
+    "plain_permutation_tvd",
 ]
 
 ARCHITECTURES: tuple[str, ...] = (
@@ -325,7 +329,7 @@ def _is_norm(module: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def _reinit(model: nn.Module, std: float, bias_std: float = 0.02) -> None:
+def reinit(model: nn.Module, std: float, bias_std: float = 0.02) -> None:
     """Every Linear/Conv1D/Embedding weight ~ N(0, std), their biases ~ N(0, bias_std); norms: weight 1, bias 0.
 
     Parameters of any other module (none in the zoo's architectures) get N(0, std) if 2-D or more, else N(0, bias_std).
@@ -386,7 +390,7 @@ def tiny_model(
         model = transformers.AutoModelForSequenceClassification.from_config(
             config, attn_implementation=attn_implementation
         )
-        _reinit(model, std)
+        reinit(model, std)
     return model.float().eval()
 
 
@@ -485,3 +489,88 @@ def tiny_batch(
             input_ids[row, :n] = seq
             attention_mask[row, :n] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# plain reference loops: one forward per variant, no engine, no prefix cache (the tests' and benchmarks' oracle)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def plain_erasure_flip(evaluator, inputs: Any, attributions: Any = None, *, target: Any = None,
+                       additional_forward_args: Any = None, mask: Any = None, tokenizer: Any = None,
+                       special_ids: Any = None, name: str | None = None):
+    """:meth:`attnfaith.ErasureFlip.evaluate` (full curve) as a plain Python loop: per example, one forward of the
+    original and one per removal ``k = 1..n_b``, the items removed in descending score order (ties: lower position
+    first), each forward alone. The rankings, the erasure of one row and the result's statistics are the evaluator's
+    own; only the batching engine (packing, chunks, prefix cache, length buckets) is left out."""
+    from attnfaith._state import model_guard
+    from attnfaith.evaluators._base import check_items
+    from attnfaith.evaluators.erasure import erase_id_for
+
+    ef = evaluator
+    attributions = "attention" if attributions is None else attributions
+    batch = ef.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
+    check_items(batch, "inputs")
+    B, T = batch.input_ids.shape
+    with model_guard(ef.model):
+        layers, query = ef._layers_and_query(batch, attributions)
+        ranking = ef._ranking(attributions, batch, target, layers, query)
+        replacement = erase_id_for(ef.model, ef.erase, tokenizer) if ef.level == "token" else None
+        R, never = len(ranking.scores), T + 1
+        curve = torch.full((R, B, T + 1), float("nan"))
+        first = torch.full((R, B), never, dtype=torch.long)
+        pred = torch.zeros(B, dtype=torch.long)
+        tap = ef._tap() if ef.level == "attention" else None
+        with torch.inference_mode(), (tap if tap is not None else contextlib.nullcontext()):
+            for b in range(B):
+                row = batch.index_rows(torch.tensor([b], device=batch.device))
+                p = ef._forward(row, None, tap, layers, replacement)[0].cpu()
+                c = int(p.argmax())
+                pred[b] = c
+                positions = [t for t in range(T) if bool(batch.items[b, t])]
+                for r, scores in enumerate(ranking.scores):
+                    s = scores[b].tolist()
+                    order = sorted(positions, key=lambda t: (-s[t], t))
+                    curve[r, b, 0] = p[c]
+                    for k in range(1, len(order) + 1):
+                        erase = torch.zeros(1, T, dtype=torch.bool, device=batch.device)
+                        erase[0, order[:k]] = True
+                        q = ef._forward(row, erase, tap, layers, replacement)[0].cpu()
+                        curve[r, b, k] = q[c]
+                        if int(q.argmax()) != c and int(first[r, b]) == never:
+                            first[r, b] = k
+    d = batch.device
+    return ef._result(batch, ranking, pred.to(d), curve.to(d), first.to(d), name)
+
+
+def plain_permutation_tvd(evaluator, inputs: Any, *, additional_forward_args: Any = None, mask: Any = None,
+                          tokenizer: Any = None, special_ids: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(tvd [B, n], permutations)`` of :meth:`attnfaith.PermutationTVD.evaluate` as a plain loop: the same
+    permutations (:func:`attnfaith.attention.real_key_permutation` from ``evaluator.seed``), then one complete
+    forward per example and permutation, alone, with the tap's ``"permute"`` intervention on the evaluator's layer;
+    NaN for a row without items."""
+    from attnfaith._inputs import call_model, probs_of
+    from attnfaith._state import model_guard
+    from attnfaith.attention import AttentionTap, real_key_permutation
+    from attnfaith.metrics import tvd
+
+    pt = evaluator
+    batch = pt.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
+    model, n = pt.model, pt.n_permutations
+    B = batch.input_ids.shape[0]
+    with model_guard(model), torch.inference_mode(), AttentionTap(model, capture=[pt.layer]) as tap:
+        p0 = probs_of(call_model(model, batch))
+        layer = tap.resolve_layer(pt.layer)
+        heads = tap.attention(layer).shape[1] if pt.per_head else None
+        tap.capture = None
+        perms = real_key_permutation(batch.items, n, generator=torch.Generator().manual_seed(pt.seed), heads=heads)
+        values = torch.full((B, n), float("nan"))
+        for b in range(B):
+            row = batch.index_rows(torch.tensor([b], device=batch.device))
+            for i in range(n):
+                iv = tap.intervene("permute", perms[b, i][None], layers=layer)
+                try:
+                    values[b, i] = tvd(probs_of(call_model(model, row)), p0[b : b + 1]).float().cpu()[0]
+                finally:
+                    tap.remove(iv)
+    return values.masked_fill((batch.n_items == 0).cpu()[:, None], float("nan")), perms

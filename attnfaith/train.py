@@ -24,6 +24,9 @@ from scipy.stats import rankdata
 from torch import nn
 from tqdm.auto import tqdm
 
+from attnfaith._inputs import logits_of
+from attnfaith.attention.model_facts import model_device
+
 __all__ = [
     "TrainResult",
     "train_classifier",
@@ -80,16 +83,6 @@ def classification_metrics(labels, probs) -> dict[str, float]:
     return {"accuracy": acc, "f1": float(np.mean(f1s)), "auc": auc}
 
 
-def _logits(output) -> torch.Tensor:
-    return output.logits if hasattr(output, "logits") else output
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def _unpack(data, name: str, need_labels: bool = True):
     """``(input_ids, attention_mask, labels)`` from a tuple/list or a mapping with those keys."""
     if isinstance(data, Mapping):
@@ -138,14 +131,14 @@ def predict_proba(
     """Softmax probabilities ``[N, num_labels]`` (CPU) of a reference model (or any model called as
     ``model(input_ids=..., attention_mask=...)``), in eval mode; the model's train/eval mode is restored."""
     ids, mask, _ = _unpack((input_ids, attention_mask), "inputs", need_labels=False)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     try:
         out = []
         for s in range(0, ids.shape[0], batch_size):
             b_ids, b_mask = _trim(ids[s : s + batch_size], mask[s : s + batch_size])
-            logits = _logits(model(input_ids=b_ids.to(device), attention_mask=b_mask.to(device)))
+            logits = logits_of(model(input_ids=b_ids.to(device), attention_mask=b_mask.to(device)))
             out.append(torch.softmax(logits.float(), dim=-1).cpu())
         if not out:
             return torch.zeros(0, getattr(model, "num_labels", 2))
@@ -365,7 +358,7 @@ def train_classifier(
     select_by = _check_select_by(select_by, None if dev_data is None else dev_data[2])
     if loss_reduction not in ("sum", "mean"):
         raise ValueError(f"loss_reduction must be 'sum' or 'mean', got {loss_reduction!r}")
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     model.to(device)
 
     num_labels = int(getattr(model, "num_labels", int(y.max()) + 1))
@@ -392,7 +385,7 @@ def train_classifier(
     def step(idx: torch.Tensor) -> torch.Tensor:
         b_ids, b_mask = _trim(ids[idx], mask[idx])
         b_y = y[idx].to(device)
-        logits = _logits(model(input_ids=b_ids.to(device), attention_mask=b_mask.to(device)))
+        logits = logits_of(model(input_ids=b_ids.to(device), attention_mask=b_mask.to(device)))
         loss = F.cross_entropy(logits.float(), b_y, weight=weights, reduction="none")
         return loss.sum() if loss_reduction == "sum" else loss.mean()
 
@@ -449,13 +442,13 @@ def evaluate_hf(
     device=None,
 ) -> dict[str, float]:
     """``dict(accuracy, f1, auc)`` of a HuggingFace sequence classifier (model mode restored afterwards)."""
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     try:
         probs = []
         for enc in _hf_batches(tokenizer, list(texts), max_length, batch_size):
-            probs.append(torch.softmax(_logits(model(**_hf_inputs(enc, device))).float(), dim=-1).cpu())
+            probs.append(torch.softmax(logits_of(model(**_hf_inputs(enc, device))).float(), dim=-1).cpu())
     finally:
         model.train(was_training)
     return classification_metrics(np.asarray(labels), torch.cat(probs).numpy())
@@ -507,7 +500,7 @@ def fine_tune_hf(
     num_labels = getattr(getattr(model, "config", None), "num_labels", None)
     if num_labels is not None and (int(y.min()) < 0 or int(y.max()) >= num_labels):
         raise ValueError(f"train labels must lie in [0, {num_labels}) (model.config.num_labels)")
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     model.to(device)
 
     decay, no_decay = [], []
@@ -537,7 +530,7 @@ def fine_tune_hf(
             [train_texts[i] for i in idx.tolist()],
             padding=True, truncation=True, max_length=max_length, return_tensors="pt",
         )
-        logits = _logits(model(**_hf_inputs(enc, device)))
+        logits = logits_of(model(**_hf_inputs(enc, device)))
         return F.cross_entropy(logits.float(), y[idx].to(device))
 
     evaluate = None

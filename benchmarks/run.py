@@ -4,7 +4,8 @@
 
 Cases (the issue "Make batched erasure fast"):
 
-1. ErasureFlip, level attention, layer -1, full curve — versus the plain per-step loop (``batched=False``).
+1. ErasureFlip, level attention, layer -1, full curve — versus the plain per-step loop
+   (:func:`attnfaith.testing.plain_erasure_flip`).
 2. ErasureFlip, level token, erase mask and erase delete — versus the plain loop.
 3. PermutationTVD, 100 permutations, last layer — versus the plain loop.
 4. LeaveOneOut (delete) + KendallTau — versus Captum's FeatureAblation (one feature per token,
@@ -46,6 +47,7 @@ import attnfaith  # noqa: E402
 from attnfaith import ErasureFlip, KendallTau, LeaveOneOut, PermutationTVD  # noqa: E402
 from attnfaith.attr import AttentionAttribution  # noqa: E402
 from attnfaith.metrics import kendall_tau  # noqa: E402
+from attnfaith.testing import plain_erasure_flip, plain_permutation_tvd  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FERRET_PY = HERE / ".venv-ferret" / "bin" / "python"
@@ -136,7 +138,7 @@ def main(argv=None) -> int:
     if "1" in cases:
         ef = ErasureFlip(model, level="attention", layer=-1)
         fast = lambda: ef.evaluate(enc, scores)  # noqa: E731
-        plain = lambda: ef.evaluate(enc, scores, batched=False)  # noqa: E731
+        plain = lambda: plain_erasure_flip(ef, enc, scores)  # noqa: E731
         a, b = fast(), plain()
         assert torch.equal(torch.nan_to_num(a.n_removed, -1), torch.nan_to_num(b.n_removed, -1))
         t = alternate({"fast": fast, "plain": plain}, args.repeats, device)
@@ -147,7 +149,7 @@ def main(argv=None) -> int:
         for erase in ("mask", "delete"):
             ef = ErasureFlip(model, level="token", erase=erase)
             fast = lambda: ef.evaluate(enc, scores)  # noqa: E731
-            plain = lambda: ef.evaluate(enc, scores, batched=False)  # noqa: E731
+            plain = lambda: plain_erasure_flip(ef, enc, scores)  # noqa: E731
             if erase == "mask":
                 flops = (B + n_items) * full
             else:
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
         n_perm = 100 if not args.quick else 10
         pt = PermutationTVD(model, layer=-1, n_permutations=n_perm)
         fast = lambda: pt.evaluate(enc)  # noqa: E731
-        plain = lambda: pt.evaluate(enc, batched=False)  # noqa: E731
+        plain = lambda: plain_permutation_tvd(pt, enc)  # noqa: E731
         t = alternate({"fast": fast, "plain": plain}, args.repeats, device)
         report.add(f"3 PermutationTVD, {n_perm} permutations", "batched + prefix cache", t["fast"], "plain loop",
                    t["plain"], 15, B * full + B * n_perm * layer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ MODULES = [
     ("attnfaith.attention.interventions", None),
     ("attnfaith.attention.prefix", None),
     ("attnfaith.attention.forward_args", None),
+    ("attnfaith.attention.model_facts", None),
     ("attnfaith.nn", "Building blocks for custom models"),
     ("attnfaith.attr", "Token attributions"),
     ("attnfaith.attr._base", None),
@@ -29,6 +31,8 @@ MODULES = [
     ("attnfaith.attr.loo", None),
     ("attnfaith.evaluators", "Faithfulness evaluators"),
     ("attnfaith.evaluators._base", None),
+    ("attnfaith.evaluators.result", None),
+    ("attnfaith.evaluators.selection", None),
     ("attnfaith.evaluators.kendall", None),
     ("attnfaith.evaluators.permutation", None),
     ("attnfaith.evaluators.adversarial", None),
@@ -42,6 +46,7 @@ MODULES = [
     ("attnfaith.metrics.kendall", None),
     ("attnfaith.metrics.divergence", None),
     ("attnfaith.metrics.ranking", None),
+    ("attnfaith.metrics.bins", None),
     ("attnfaith._inputs", "Input normalisation (what every `inputs=` accepts)"),
     ("attnfaith._state", None),
     ("attnfaith.perturb", "Perturbations"),
@@ -56,6 +61,7 @@ MODULES = [
     ("attnfaith.plots", "Figures"),
     ("attnfaith.demo", "The demo (`attnfaith demo`)"),
     ("attnfaith.cli", "Command line"),
+    ("attnfaith.progress", None),
     ("attnfaith.replication", "Replications"),
     ("attnfaith.testing", "Tiny models for tests"),
 ]
@@ -106,7 +112,7 @@ def _entry(qual: str, obj) -> list[str]:
     elif callable(obj):
         lines += [f"### `{qual}{_sig(obj)}`", "", _doc(obj) or "*(no docstring)*", ""]
     else:
-        text = repr(obj)
+        text = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))  # no memory addresses: the output is reproducible
         lines += [f"### `{qual}`", "", f"`{text if len(text) < 200 else text[:197] + '...'}`", ""]
     return lines
 

@@ -76,3 +76,33 @@ def test_kendall_tau_takes_the_ranking_names(bert):
         assert float(got.tau[b]) == pytest.approx(ref, abs=1e-6)
     with pytest.raises(ValueError, match=r"attributions must be None, one of .*'attention'.*got 'attn'"):
         evaluator.evaluate(dict(enc), "attn")
+
+
+def test_selection_checks_name_the_argument_and_pick_the_rows_the_attributions_read():
+    from attnfaith.attr._base import select_query
+    from attnfaith.evaluators import selection as sel
+
+    with pytest.raises(ValueError, match="query"):
+        sel.check_query("first")
+    with pytest.raises(TypeError, match="query"):
+        sel.check_query(1.5)
+    with pytest.raises(ValueError, match="single row"):
+        sel.check_query("mean", single_row=True)
+    assert sel.check_query("mean") == "mean" and sel.check_query(-1, single_row=True) == -1
+    with pytest.raises(TypeError, match="layer"):
+        sel.check_layer("0")
+    with pytest.raises(ValueError, match="layers"):
+        sel.check_layers([], "layers")
+    with pytest.raises(ValueError, match="heads"):
+        sel.check_heads([])
+    mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]])
+    assert sel.query_index("cls", 4, mask).tolist() == [0, 1]
+    assert sel.query_index("last", 4, mask).tolist() == [2, 3]
+    assert sel.query_index(-1, 4, mask).tolist() == [3, 3]
+    assert sel.query_index("cls", 1, mask).tolist() == [0, 0]
+    with pytest.raises(ValueError, match="query"):
+        sel.query_index(4, 4, mask)
+    rows = torch.arange(2 * 4 * 3, dtype=torch.float).view(2, 4, 3)
+    for q in ("cls", "last", 1, -2):
+        picked = rows[torch.arange(2), sel.query_index(q, 4, mask)]
+        assert torch.equal(picked, select_query(rows, q, mask))

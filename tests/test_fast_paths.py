@@ -128,7 +128,8 @@ def test_peak_memory_stays_within_budget():
     assert per_variant * n_variants > 4 * budget  # unchunked, the variants would need far more than the budget
     loo = LeaveOneOut(model, memory_budget=budget)
     loo.attribute(enc)  # warm-up: allocator pools, lazy initialisation
-    peak = _peak_rss_delta(lambda: loo.attribute(enc))
+    # the least of three measurements: what else the process or the machine does only ever adds to one
+    peak = min(_peak_rss_delta(lambda: loo.attribute(enc)) for _ in range(3))
     assert peak <= 1.2 * budget, f"peak {peak / 2**20:.1f} MiB over a {budget / 2**20:.0f} MiB budget"
 
 

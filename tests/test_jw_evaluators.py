@@ -21,7 +21,7 @@ from torch import nn
 from attnfaith import AdversarialAttention, GradientImportance, KendallTau, PermutationTVD
 from attnfaith.models import AverageAttentionClassifier, BiLSTMAttentionClassifier
 from attnfaith.nn import AttentionSoftmax
-from attnfaith.testing import tiny_batch, tiny_model
+from attnfaith.testing import plain_permutation_tvd, tiny_batch, tiny_model
 
 SPECIALS = torch.tensor([0, 1, 2, 3])
 HAND = "attnfaith_jw_test_hand"  # custom attention implementation registered for this module
@@ -250,10 +250,10 @@ def test_permutation_tvd_same_result_whatever_the_chunking(bert):
     model, batch = bert
     a = PermutationTVD(model, n_permutations=6, seed=1, max_examples_per_batch=1).evaluate(batch)
     b = PermutationTVD(model, n_permutations=6, seed=1, max_examples_per_batch=64).evaluate(batch)
-    c = PermutationTVD(model, n_permutations=6, seed=1).evaluate(batch, batched=False)
-    assert torch.equal(a.permutations, b.permutations) and torch.equal(a.permutations, c.permutations)
+    c_tvd, c_perms = plain_permutation_tvd(PermutationTVD(model, n_permutations=6, seed=1), batch)
+    assert torch.equal(a.permutations, b.permutations) and torch.equal(a.permutations, c_perms)
     torch.testing.assert_close(a.tvd, b.tvd, atol=1e-6, rtol=0)
-    torch.testing.assert_close(a.tvd, c.tvd, atol=1e-6, rtol=0)
+    torch.testing.assert_close(a.tvd, c_tvd, atol=1e-6, rtol=0)
     d = PermutationTVD(model, n_permutations=6, seed=2).evaluate(batch)
     assert not torch.equal(a.permutations, d.permutations)
     # max attention: mean over heads of the [CLS] row, max over the items (HF's own attentions)
@@ -441,3 +441,92 @@ def test_evaluators_run_on_decoder_and_encoder_decoder(arch):
     last = batch["attention_mask"].shape[1] - 1
     if arch == "gpt2":
         assert (a.query == last).all()
+
+
+# ------------------------------------------------------------------------------------------------- one contract
+def _all_evaluators():
+    from attnfaith import ErasureFlip, SingleWeightErasure, UniformAttention
+
+    return (KendallTau, PermutationTVD, AdversarialAttention, ErasureFlip, SingleWeightErasure, UniformAttention)
+
+
+def test_every_evaluator_has_the_one_evaluate_signature(bert):
+    import inspect
+
+    from attnfaith.evaluators import Evaluator
+
+    kw = inspect.Parameter.KEYWORD_ONLY
+    for cls in (Evaluator, *_all_evaluators()):
+        params = list(inspect.signature(cls.evaluate).parameters.values())
+        assert [p.name for p in params[:3]] == ["self", "inputs", "attributions"], cls
+        assert params[2].default is None and all(p.kind in (kw, inspect.Parameter.VAR_KEYWORD) for p in params[3:])
+        names = [p.name for p in params]
+        assert names[3:6] == ["target", "additional_forward_args", "max_examples_per_batch"], cls
+        if cls is not Evaluator:
+            assert {"mask", "tokenizer", "special_ids"} <= set(names) and "batched" not in names
+            init = inspect.signature(cls.__init__).parameters
+            assert init["max_examples_per_batch"].kind is kw
+            assert ("progress" in init) == (cls is AdversarialAttention)  # the only one that has a progress bar
+    with pytest.raises(NotImplementedError):
+        Evaluator(bert[0]).evaluate(bert[1])
+
+
+def test_no_evaluator_imports_another():
+    import ast
+    from pathlib import Path
+
+    import attnfaith.evaluators as pkg
+
+    evaluators = {"kendall", "permutation", "adversarial", "erasure", "single", "uniform"}
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module.split(".")[-1] not in evaluators or path.stem not in evaluators, \
+                    f"{path.name} imports {node.module}"
+
+
+def test_results_share_one_base_records_concat_to_dict(bert):
+    """Every result: records() are JSON-safe, one per example, token fields cut to the items; concatenating two
+    batches of different widths gives the records of both; to_dict is strict JSON."""
+    from attnfaith import ErasureFlip, SingleWeightErasure, UniformAttention
+    from attnfaith.evaluators import Result
+
+    model, wide = bert
+    narrow = tiny_batch("bert", model, batch_size=2, seq_len=7, seed=4)
+    runs = {
+        "kendall": lambda b: KendallTau(model, reference="gradient").evaluate(b),
+        "permutation": lambda b: PermutationTVD(model, n_permutations=3).evaluate(b),
+        "adversarial": lambda b: AdversarialAttention(model, steps=2, n_candidates=2).evaluate(b),
+        "erasure": lambda b: ErasureFlip(model, n_random=2).evaluate(b, "random"),
+        "single": lambda b: SingleWeightErasure(model).evaluate(b),
+        "uniform": lambda b: UniformAttention(model).evaluate(b, labels=[0] * b["input_ids"].shape[0]),
+    }
+    for name, run in runs.items():
+        a, b = run(wide), run(narrow)
+        assert isinstance(a, Result), name
+        n_items = _items(wide).sum(-1).tolist()
+        recs = a.records()
+        assert len(recs) == len(a) == 3
+        json.dumps(recs, allow_nan=False)
+        json.dumps(a.to_dict(), allow_nan=False)
+        both = type(a).concat([a, b])
+        assert len(both) == 5
+        assert json.dumps(both.records()) == json.dumps(recs + b.records()), name
+        json.dumps(both.to_dict(), allow_nan=False)
+        for rec, n in zip(recs, n_items):
+            assert "items" not in rec
+            if name == "kendall":
+                assert len(rec["attributions"]) == len(rec["reference"]) == n
+            if name == "erasure":
+                assert len(rec["curve"]) == n + 1 and len(rec["order_scores"]) == 2 and len(rec["input_ids"]) == n
+            if name == "permutation":
+                assert all(sorted(p) == list(range(n)) for p in rec["permutations"])
+            if name == "adversarial":
+                assert len(rec["weights"][0]) == n
+            if name == "single":
+                assert 0 <= rec["top_index"] < n and len(rec["scores"]) == n
+            if name == "uniform":
+                assert rec["labels"] == 0 and len(rec["probs"]) == 3
+    assert both.summary()["n_examples"] == 5  # the uniform summary over both batches

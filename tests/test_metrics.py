@@ -576,3 +576,38 @@ F = torch.zeros(2, 3)
 def test_bad_input_raises_with_argument_name(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
+
+
+# ------------------------------------------------------------------------------------------------ max-attention bins
+def test_bin_summary_by_hand():
+    from attnfaith.metrics import MAX_ATTENTION_BINS, bin_summary
+
+    values = torch.tensor([1.0, 2.0, 3.0, float("nan"), 5.0, 7.0, 4.0])
+    max_att = torch.tensor([0.1, 0.2, 0.5, 0.6, 1.0, 0.75, float("nan")])
+    s = bin_summary(values, max_att, "tvd")
+    assert MAX_ATTENTION_BINS == (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert list(s) == ["[0.00, 0.25)", "[0.25, 0.50)", "[0.50, 0.75)", "[0.75, 1.00]", "all"]
+    assert [s[k]["n"] for k in s] == [2, 0, 1, 2, 6]  # NaN values left out; NaN max attention: "all" only
+    assert s["[0.00, 0.25)"]["tvd_mean"] == 1.5 and s["[0.00, 0.25)"]["tvd_median"] == 1.5
+    assert math.isnan(s["[0.25, 0.50)"]["tvd_mean"]) and math.isnan(s["[0.25, 0.50)"]["tvd_median"])
+    assert s["[0.50, 0.75)"]["tvd_median"] == 3.0  # 0.6's value is NaN
+    assert s["[0.75, 1.00]"]["tvd_mean"] == 6.0  # 0.75 and the closed right edge 1.0
+    assert s["all"]["tvd_mean"] == pytest.approx((1 + 2 + 3 + 5 + 7 + 4) / 6)
+    assert s["all"]["tvd_median"] == pytest.approx(3.5)  # numpy's median: mean of the two middle values
+    with pytest.raises(ValueError, match="`max_attention`"):
+        bin_summary(values, max_att[:3], "tvd")
+    with pytest.raises(TypeError, match="`values`"):
+        bin_summary([1.0], max_att, "tvd")
+
+
+def test_max_over_items_by_hand():
+    from attnfaith.metrics import max_over_items
+
+    scores = torch.tensor([[0.5, 0.9, 0.1], [0.2, 0.3, 0.4], [0.7, 0.1, 0.2]])
+    items = torch.tensor([[True, False, True], [False, True, True], [False, False, False]])
+    torch.testing.assert_close(max_over_items(scores, items), torch.tensor([0.5, 0.4, 0.0]))
+    torch.testing.assert_close(max_over_items(scores), torch.tensor([0.9, 0.4, 0.7]))
+    with pytest.raises(ValueError, match="`items`"):
+        max_over_items(scores, items[:, :2])
+    with pytest.raises(TypeError, match="`items`"):
+        max_over_items(scores, items.long())

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from attnfaith._text import VocabularyTokenizer, _word_of_offsets, encode_texts, parse_index_list
+from attnfaith._text import VocabularyTokenizer, word_of_offsets, encode_texts, parse_index_list
 from attnfaith.data import Vocabulary
 from attnfaith.pipeline import PipelineError, parse_list, run_evaluation
 from attnfaith.report import bootstrap_mean, tau_strength
@@ -48,7 +48,7 @@ def test_word_alignment_of_subword_tokens():
     # tokens: "good" "," "day" "un" "##believable" + specials/padding (0, 0)
     offsets = [(0, 0), (0, 4), (4, 5), (6, 9), (11, 13), (13, 23), (0, 0), (0, 0)]
     special = [1, 0, 0, 0, 0, 0, 1, 1]
-    assert _word_of_offsets(text, offsets, special) == [None, 0, 0, 1, 2, 2, None, None]
+    assert word_of_offsets(text, offsets, special) == [None, 0, 0, 1, 2, 2, None, None]
 
 
 def test_vocabulary_tokenizer_matches_the_reference_encoding():

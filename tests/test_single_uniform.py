@@ -89,16 +89,45 @@ def test_single_weight_matches_hand_computation(bert):
     assert "SingleWeightErasure" in str(res)
 
 
+@torch.no_grad()
+def plain_single_weight(model, enc, top_index, random_index, layer=-1):
+    """The reference: one complete forward per example and per variant, alone (its items: ``top_index`` and
+    ``random_index``, −1 for none), the weight zeroed with the tap in the last layer. Returns ``(js_top,
+    js_random, flip_top, flip_random)`` (NaN / False without a random item)."""
+    B, T = enc["input_ids"].shape
+    js_top, js_random = torch.full((B,), float("nan")), torch.full((B,), float("nan"))
+    flip_top, flip_random = torch.zeros(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)
+    with AttentionTap(model, capture=None) as tap:
+        for b in range(B):
+            row = {k: v[b : b + 1] for k, v in enc.items()}
+            p = torch.softmax(model(**row).logits[0], -1)
+            variants = ((int(top_index[b]), js_top, flip_top), (int(random_index[b]), js_random, flip_random))
+            for pos, js, flip in variants:
+                if pos < 0:
+                    continue
+                erase = torch.zeros(1, T, dtype=torch.bool)
+                erase[0, pos] = True
+                iv = tap.intervene("zero", erase, layers=[layer % len(tap.layers)])
+                try:
+                    q = torch.softmax(model(**row).logits[0], -1)
+                finally:
+                    tap.remove(iv)
+                js[b] = _js(p, q)
+                flip[b] = int(q.argmax()) != int(p.argmax())
+    return js_top, js_random, flip_top, flip_random
+
+
 def test_single_weight_batched_equals_plain(bert):
     model, enc = bert
     ev = SingleWeightErasure(model, seed=2)
-    ref = ev.evaluate(enc, batched=False)
+    first = ev.evaluate(enc, max_examples_per_batch=64)
+    js_top, js_random, flip_top, flip_random = plain_single_weight(model, enc, first.top_index, first.random_index)
     for chunk in (1, 7, 64):
         got = ev.evaluate(enc, max_examples_per_batch=chunk)
-        assert torch.equal(got.top_index, ref.top_index) and torch.equal(got.random_index, ref.random_index)
-        assert torch.equal(got.flip_top, ref.flip_top) and torch.equal(got.flip_random, ref.flip_random)
-        assert torch.allclose(got.js_top, ref.js_top, atol=1e-6)
-        assert torch.allclose(got.js_random.nan_to_num(-1), ref.js_random.nan_to_num(-1), atol=1e-6)
+        assert torch.equal(got.top_index, first.top_index) and torch.equal(got.random_index, first.random_index)
+        assert torch.equal(got.flip_top, flip_top) and torch.equal(got.flip_random, flip_random)
+        assert torch.allclose(got.js_top.double(), js_top.double(), atol=1e-6)
+        assert torch.allclose(got.js_random.double().nan_to_num(-1), js_random.double().nan_to_num(-1), atol=1e-6)
 
 
 def test_random_item_never_the_top_one(bert):
@@ -173,7 +202,7 @@ def test_uniform_on_frozen_uniform_model_changes_nothing():
     torch.manual_seed(0)
     model = _train(AverageAttentionClassifier(20, num_labels=2, embed_dim=8, hidden_dim=8, uniform_attention=True))
     ids, mask, y = _data(30, seed=1)
-    res = UniformAttention(model).evaluate(ids, y, (mask,))
+    res = UniformAttention(model).evaluate(ids, labels=y, additional_forward_args=(mask,))
     assert res.tvd.max().item() < 1e-6
     assert res.jsd.max().item() < 1e-9
     assert not res.flipped.any()
@@ -194,7 +223,8 @@ def test_uniform_matches_imposed_uniform_attention():
         expect = torch.softmax(model(ids, mask, attention_weights=uniform), -1)
         before = torch.softmax(model(ids, mask), -1)
     for chunk in (1, 7, 64):
-        res = UniformAttention(model).evaluate(ids, y, (mask,), max_examples_per_batch=chunk)
+        res = UniformAttention(model).evaluate(ids, labels=y, additional_forward_args=(mask,),
+                                               max_examples_per_batch=chunk)
         assert torch.allclose(res.probs_uniform, expect, atol=1e-6)
         assert torch.allclose(res.probs, before, atol=1e-6)
         assert torch.allclose(res.tvd, 0.5 * (expect - before).abs().sum(-1), atol=1e-6)
@@ -209,9 +239,8 @@ def test_uniform_matches_imposed_uniform_attention():
 def test_uniform_on_bert_matches_per_example_tap(bert):
     model, enc = bert
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    res = UniformAttention(model, layers=[0, -1]).evaluate(enc, labels, max_examples_per_batch=4)
-    plain = UniformAttention(model, layers="all").evaluate(enc, labels, batched=False)
-    assert torch.allclose(res.probs_uniform, plain.probs_uniform, atol=1e-6)
+    res = UniformAttention(model, layers=[0, -1]).evaluate(enc, labels=labels, max_examples_per_batch=4)
+    # the reference: one complete forward per example, alone, every layer made uniform by the tap
     for b in range(enc["input_ids"].shape[0]):
         row = {k: v[b : b + 1] for k, v in enc.items()}
         with AttentionTap(model, capture=None) as tap:

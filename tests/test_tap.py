@@ -796,7 +796,7 @@ UNLISTED = {
 def test_unlisted_hf_architecture_works_unchanged(name):
     import transformers
 
-    from attnfaith.testing import _reinit
+    from attnfaith.testing import reinit
 
     kw = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
               pad_token_id=0, bos_token_id=1, eos_token_id=2, num_labels=3, max_position_embeddings=64,
@@ -806,7 +806,7 @@ def test_unlisted_hf_architecture_works_unchanged(name):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = transformers.AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
-        _reinit(model, 0.2)
+        reinit(model, 0.2)
     model.eval()
     ids = torch.randint(5, 100, (3, 9), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
@@ -841,7 +841,7 @@ def test_dropout_route_found_generically_on_unlisted_models(name):
     recognised from its probabilities, so interventions never reach a future key."""
     import transformers
 
-    from attnfaith.testing import _reinit
+    from attnfaith.testing import reinit
 
     kw = dict(vocab_size=100, hidden_size=32, n_layer=2, num_hidden_layers=2, n_head=4, num_attention_heads=4,
               intermediate_size=64, pad_token_id=0, num_labels=3, max_position_embeddings=64, use_cache=False,
@@ -850,7 +850,7 @@ def test_dropout_route_found_generically_on_unlisted_models(name):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = transformers.AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
-        _reinit(model, 0.2)
+        reinit(model, 0.2)
     model.eval()
     assert not model._can_set_attn_implementation()
     causal = name == "bloom"

@@ -27,7 +27,9 @@ import torch
 from torch import nn
 
 from attnfaith import _state
+from attnfaith._inputs import logits_of
 from attnfaith._state import local_forward_hook
+from attnfaith.attention.model_facts import model_device
 from attnfaith.attention.tap import AttentionTap
 
 __all__ = ["PrefixCache"]
@@ -192,7 +194,7 @@ class PrefixCache:
 
         def chunk(start: int, stop: int):
             sizes.append(stop - start)
-            return _first_tensor(run_rows(torch.arange(start, stop, device=self._device())))
+            return logits_of(run_rows(torch.arange(start, stop, device=model_device(self.model))))
 
         if not self.applicable:
             return _run(chunk, batch_size, runner, seq_len)
@@ -208,7 +210,7 @@ class PrefixCache:
         try:
             rows = torch.arange(k, device=full.device)
             self.select(rows)
-            partial = _first_tensor(run_rows(rows))
+            partial = logits_of(run_rows(rows))
         except Exception as exc:  # the model cannot run with stand-ins: fall back to full forwards
             self._fallback(f"partial forward failed ({type(exc).__name__}: {exc})")
             return full
@@ -225,11 +227,6 @@ class PrefixCache:
         self.tap.set_partial(False)
         self._cached = None
         self.reason = reason
-
-    def _device(self) -> torch.device:
-        for p in self.model.parameters():
-            return p.device
-        return torch.device("cpu")
 
     def select(self, rows: torch.Tensor) -> None:
         """Variant row ``i`` of the next forward comes from prime-batch row ``rows[i]``."""
@@ -256,14 +253,3 @@ def _concat_outputs(outputs: list, sizes: list[int]) -> Any:
     if isinstance(first, dict) and type(first) is dict:
         return {key: _concat_outputs([o[key] for o in outputs], sizes) for key in first}
     return first
-
-
-def _first_tensor(obj: Any) -> torch.Tensor:
-    if isinstance(obj, torch.Tensor):
-        return obj
-    logits = getattr(obj, "logits", None)
-    if isinstance(logits, torch.Tensor):
-        return logits
-    if isinstance(obj, (tuple, list)):
-        return _first_tensor(obj[0])
-    raise TypeError(f"cannot find a tensor in {type(obj).__name__}")

@@ -324,7 +324,7 @@ class AttentionTap:
 
     # ------------------------------------------------------------------ context management
     def __enter__(self) -> "AttentionTap":
-        with _state._LOCK:
+        with _state.LOCK:
             if self._active:
                 raise RuntimeError("this AttentionTap is already active")
             self._active = True

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from attnfaith._inputs import Batch, prepare_batch
+from attnfaith.attention.model_facts import model_device
 
 __all__ = ["TokenAttribution", "reduce_attention", "validate_heads", "validate_query"]
 
@@ -36,7 +37,7 @@ class TokenAttribution:
         return False
 
     def _batch(self, inputs: Any, additional_forward_args: Any, **kwargs: Any) -> Batch:
-        device = next(self.model.parameters()).device if any(True for _ in self.model.parameters()) else None
+        device = model_device(self.model, default=None)
         return prepare_batch(self.model, inputs, additional_forward_args, device=device, **kwargs)
 
     def attribute(
@@ -85,8 +86,10 @@ def validate_query(query: Any) -> Any:
     return query
 
 
-def _fuse_heads(att: torch.Tensor, heads: Any) -> torch.Tensor:
-    """``[B, H, Tq, Tk]`` → ``[B, Tq, Tk]``."""
+def fuse_heads(att: torch.Tensor, heads: Any) -> torch.Tensor:
+    """``[B, H, Tq, Tk]`` → ``[B, Tq, Tk]``: the mean (``"mean"``), maximum (``"max"``) or minimum (``"min"``) over
+    the heads, or the mean over the heads ``heads`` (an int or a sequence of ints, negative from the end).
+    ``ValueError`` for a head outside ``-H..H-1``."""
     H = att.shape[1]
     if heads == "mean":
         return att.mean(dim=1)
@@ -129,7 +132,7 @@ def reduce_attention(att: torch.Tensor, heads: Any, query: Any, attention_mask: 
     token's row), "last" (the last real token's row), "mean" (mean over the real query rows) or an int.
     When the keys are the input tokens the result is masked with ``attention_mask``.
     """
-    scores = select_query(_fuse_heads(att, heads), query, attention_mask)
+    scores = select_query(fuse_heads(att, heads), query, attention_mask)
     if scores.shape[-1] == attention_mask.shape[-1]:
         scores = scores * (attention_mask != 0).to(scores.dtype)
     return scores

@@ -14,7 +14,7 @@ from torch import nn
 from attnfaith._inputs import Batch, call_model, probs_of, resolve_target
 from attnfaith._state import model_guard
 from attnfaith.attention import AttentionTap
-from attnfaith.attr._base import TokenAttribution, _fuse_heads, reduce_attention, select_query, validate_heads, validate_query
+from attnfaith.attr._base import TokenAttribution, fuse_heads, reduce_attention, select_query, validate_heads, validate_query
 
 __all__ = ["AttentionAttribution", "AttentionRollout", "AttentionGradient", "AttentionXGradient"]
 
@@ -92,7 +92,7 @@ class AttentionRollout(TokenAttribution):
         eye = torch.eye(T, device=batch.device, dtype=torch.float64)
         rollout = eye.expand(batch.size, T, T)
         for att in chosen:
-            a = _fuse_heads(att.double(), self.head_fusion) + eye
+            a = fuse_heads(att.double(), self.head_fusion) + eye
             a = a / a.sum(dim=-1, keepdim=True)
             rollout = a @ rollout
         scores = select_query(rollout, self.query, batch.attention_mask)

@@ -23,37 +23,10 @@ from torch import nn
 from attnfaith._inputs import Batch, call_model, probs_of, resolve_target
 from attnfaith._state import local_forward_hook, model_guard
 from attnfaith.attention import AttentionTap
+from attnfaith.attention.model_facts import input_embedding_module
 from attnfaith.attr._base import TokenAttribution
 
-__all__ = ["GradientImportance", "input_embedding_module"]
-
-
-def input_embedding_module(model: nn.Module) -> nn.Module:
-    """The module whose output is the embedding of the (encoder) input tokens.
-
-    ``model.get_encoder().get_input_embeddings()`` for encoder–decoder models (BART's and T5's encoders call their own
-    ``embed_tokens`` module, which shares its weight with ``model.get_input_embeddings()`` but is a different module,
-    so a hook on the shared one never fires), else ``model.get_input_embeddings()``.
-    """
-    get_encoder = getattr(model, "get_encoder", None)
-    if callable(get_encoder):
-        try:
-            encoder = get_encoder()
-        except Exception:  # pragma: no cover - models whose get_encoder raises for decoder-only configs
-            encoder = None
-        if isinstance(encoder, nn.Module) and encoder is not model:
-            get = getattr(encoder, "get_input_embeddings", None)
-            emb = get() if callable(get) else getattr(encoder, "embed_tokens", None)
-            if isinstance(emb, nn.Module):
-                return emb
-    get = getattr(model, "get_input_embeddings", None)
-    emb = get() if callable(get) else None
-    if not isinstance(emb, nn.Module):
-        raise TypeError(
-            f"model: {type(model).__name__} has no get_input_embeddings() returning a module; gradient and integrated "
-            "gradients attributions need the token embedding"
-        )
-    return emb
+__all__ = ["GradientImportance"]
 
 
 @contextlib.contextmanager

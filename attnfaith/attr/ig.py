@@ -10,7 +10,7 @@ chooses what Captum leaves to the user:
 * the baseline ids (:func:`ig_baseline`): every scored token (``batch.items``) replaced by the padding id (or
   ``baseline_id``), special tokens and padding kept, so the baseline is "the same frame with no content" and the
   special tokens and padding get attribution exactly 0;
-* the embedding layer: the encoder's token embedding (:func:`attnfaith.attr.gradient.input_embedding_module`).
+* the embedding layer: the encoder's token embedding (:func:`attnfaith.attention.model_facts.input_embedding_module`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import nn
 from attnfaith._inputs import Batch, call_model, prepare_batch, probs_of, resolve_target
 from attnfaith._state import local_forward_hook, model_guard
 from attnfaith.attr._base import TokenAttribution
-from attnfaith.attr.gradient import input_embedding_module
+from attnfaith.attention.model_facts import input_embedding_module
 from attnfaith.perturb import pad_id_of
 
 __all__ = ["EmbeddingIntegratedGradients", "integrated_gradients", "ig_baseline"]

@@ -1,5 +1,8 @@
-"""Faithfulness evaluators: ``Evaluator(model, ...).evaluate(inputs, attributions=None, target=None,
-additional_forward_args=None, ...) -> Result``."""
+"""Faithfulness evaluators: ``Evaluator(model, ...).evaluate(inputs, attributions=None, *, target=None,
+additional_forward_args=None, max_examples_per_batch=None, **options) -> Result``.
+
+Every result subclasses :class:`attnfaith.evaluators.result.Result` (``len``, ``summary``, ``to_dict``, ``concat``,
+``records``); layer, head and query choices are checked and resolved by :mod:`attnfaith.evaluators.selection`."""
 
 from attnfaith.evaluators._base import Evaluator, attribution_scores
 from attnfaith.evaluators.adversarial import AdversarialAttention, AdversarialAttentionResult
@@ -7,11 +10,13 @@ from attnfaith.evaluators.erasure import ErasureComparison, ErasureFlip, Erasure
 from attnfaith.evaluators.kendall import KendallTau, KendallTauResult
 from attnfaith.evaluators.permutation import PermutationTVD, PermutationTVDResult
 from attnfaith.evaluators.rankings import RANKINGS
+from attnfaith.evaluators.result import Result
 from attnfaith.evaluators.single import SingleWeightErasure, SingleWeightResult
 from attnfaith.evaluators.uniform import UniformAttention, UniformAttentionResult
 
 __all__ = [
     "Evaluator",
+    "Result",
     "attribution_scores",
     "KendallTau",
     "KendallTauResult",

@@ -1,4 +1,5 @@
-"""What every evaluator shares: the model, the batching engine, input normalisation and attribution resolution."""
+"""What every evaluator shares: the contract of ``evaluate``, the model, the batching engine, input normalisation,
+attribution resolution and the checks of common arguments."""
 
 from __future__ import annotations
 
@@ -8,20 +9,24 @@ import torch
 from torch import nn
 
 from attnfaith._inputs import Batch, call_model, prepare_batch
+from attnfaith.attention.model_facts import input_embedding_module, model_device
+from attnfaith.attr._base import reduce_attention
 from attnfaith.engine import VariantRunner
+from attnfaith.evaluators.result import Result
+from attnfaith.metrics import max_over_items
 
-__all__ = ["Evaluator", "attribution_scores"]
+__all__ = ["Evaluator", "attribution_scores", "check_items", "check_seed", "max_attention_of"]
 
 
 class Evaluator:
-    """Base class of the faithfulness evaluators.
+    """Base class of the faithfulness evaluators: ``Evaluator(model, ...).evaluate(inputs, attributions=None, *,
+    target=None, additional_forward_args=None, max_examples_per_batch=None, **options) -> Result``.
 
     Args:
         model: a HuggingFace model or a custom model the tap reaches (see :class:`attnfaith.AttentionTap`).
         max_examples_per_batch: variants per forward (Captum's name); None chooses it from ``memory_budget``.
         memory_budget: bytes of activation memory one forward may use (default: 2 GiB on CPU, a quarter of the
             free memory on CUDA).
-        progress: show a tqdm progress bar.
     """
 
     def __init__(
@@ -30,19 +35,40 @@ class Evaluator:
         *,
         max_examples_per_batch: int | None = None,
         memory_budget: int | None = None,
-        progress: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.runner = VariantRunner(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
-        self.progress = bool(progress)
+
+    def evaluate(
+        self,
+        inputs: Any,
+        attributions: Any = None,
+        *,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        max_examples_per_batch: int | None = None,
+        **options: Any,
+    ) -> Result:
+        """Run the test on a batch and return its :class:`attnfaith.evaluators.result.Result`.
+
+        Args:
+            inputs, additional_forward_args: Captum's convention (ids + ``(attention_mask, ...)``) or a tokenizer's
+                output (see :mod:`attnfaith._inputs`).
+            attributions: what is tested (a ``[B, T]`` tensor, an object with Captum's ``.attribute``, a ranking
+                name), or None: the evaluator's default (the model's attention; evaluators that test the attention
+                itself take nothing else).
+            target: the class the attributions explain (None: the predicted class).
+            max_examples_per_batch: variants per forward for this call (None: the constructor's).
+            options: each evaluator's own keywords; every evaluator takes ``mask`` (BoolTensor ``[B, T]`` of the
+                scored positions), ``tokenizer`` and ``special_ids`` (where the special ids come from).
+        """
+        raise NotImplementedError
 
     @property
     def device(self) -> torch.device:
-        for p in self.model.parameters():
-            return p.device
-        return torch.device("cpu")
+        return model_device(self.model)
 
     def prepare(
         self,
@@ -67,6 +93,33 @@ class Evaluator:
 
     def logits(self, batch: Batch) -> torch.Tensor:
         return call_model(self.model, batch)
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """``seed`` if it is an int (not a bool); ``TypeError`` naming ``name`` otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"{name} must be an int, got {seed!r}")
+    return seed
+
+
+def check_items(batch: Batch, name: str = "inputs", minimum: int = 1) -> None:
+    """``ValueError`` naming ``name`` if an example has fewer than ``minimum`` items."""
+    n = batch.n_items
+    bad = (n < minimum).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(
+            f"{name}: example(s) {bad} have fewer than {minimum} real item(s) to erase (items are the real, "
+            "non-special, non-padding tokens, or the positions of mask=)"
+        )
+
+
+def max_attention_of(att: torch.Tensor, query: Any, batch: Batch) -> torch.Tensor:
+    """``[B]``: the largest weight on an item of a layer's attention ``[B, H, Tq, Tk]`` reduced as
+    :class:`attnfaith.attr.AttentionAttribution` does (mean over heads of the ``query`` row; the single row of
+    one-query attention): :func:`attnfaith.metrics.max_over_items` over ``batch.items`` (over every key when the keys
+    are not the input tokens). 0 for an example without items."""
+    scores = reduce_attention(att.float(), "mean", query, batch.attention_mask)
+    return max_over_items(scores, batch.items if scores.shape == batch.items.shape else None)
 
 
 def attribution_scores(attributions: Any, model: nn.Module, batch: Batch, target: torch.Tensor,
@@ -136,8 +189,6 @@ def _takes_embeddings(attributions: Any) -> bool:
 def _input_embeddings(model: nn.Module, batch: Batch) -> torch.Tensor:
     """The (encoder) input token embeddings of the batch ``[B, T, D]``, detached."""
     try:
-        from attnfaith.attr.gradient import input_embedding_module
-
         module = input_embedding_module(model)
     except Exception:
         get = getattr(model, "get_input_embeddings", None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import torch
 from torch import nn
@@ -25,25 +25,18 @@ from torch import nn
 from attnfaith._inputs import call_model, probs_of
 from attnfaith._state import model_guard
 from attnfaith.attention import AttentionTap
-from attnfaith.evaluators._base import Evaluator
-from attnfaith.evaluators.permutation import (
-    bin_summary,
-    bins_markdown,
-    check_layer,
-    check_query,
-    max_attention_of,
-    query_index,
-    resolve_query,
-)
-from attnfaith.metrics import jsd, tvd
+from attnfaith.evaluators._base import Evaluator, check_seed, max_attention_of
+from attnfaith.evaluators.result import Result, bins_markdown
+from attnfaith.evaluators.selection import check_layer, check_query, query_index, resolve_query
+from attnfaith.metrics import bin_summary, jsd, tvd
 from attnfaith.nn import masked_softmax
-from attnfaith.results import clean_json, fmt_number, to_json_list
+from attnfaith.results import fmt_number
 
 __all__ = ["AdversarialAttention", "AdversarialAttentionResult"]
 
 
 @dataclass
-class AdversarialAttentionResult:
+class AdversarialAttentionResult(Result):
     """The most different attention found that keeps the output within ``accept``.
 
     Attributes:
@@ -59,7 +52,16 @@ class AdversarialAttentionResult:
         max_attention: ``[B]`` the largest original weight on an item (mean over heads of the row).
         predicted: ``[B]`` the predicted class.
         layer: the layer (non-negative index in the tap's call order).
+        accept: the TVD threshold of the selection.
+        items: BoolTensor ``[B, T]``, the items (:meth:`records` cuts ``weights`` and ``original`` to them when the
+            keys are the input tokens); None when not recorded.
     """
+
+    layout: ClassVar[dict[str, str]] = {
+        "jsd": "row", "tvd": "row", "weights": "key", "original": "key", "query": "row", "chosen": "row",
+        "candidate_jsd": "row", "candidate_tvd": "row", "accepted": "row", "max_attention": "row",
+        "predicted": "row", "items": "token",
+    }
 
     jsd: torch.Tensor
     tvd: torch.Tensor
@@ -74,6 +76,7 @@ class AdversarialAttentionResult:
     predicted: torch.Tensor
     layer: int
     accept: float = 0.05
+    items: torch.Tensor | None = None
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Reported JSD per max-attention bin (Jain & Wallace's adversarial violin plot, as numbers)."""
@@ -84,19 +87,6 @@ class AdversarialAttentionResult:
         head = (f"Adversarial attention, layer {self.layer}: max JSD with output TVD ≤ {self.accept:g} "
                 f"(Jain & Wallace 2019, §4.3); mean JSD {fmt_number(s['jsd_mean'])} (ln 2 = {math.log(2):.3f})")
         return bins_markdown(head, self.summary(), "jsd")
-
-    def __str__(self) -> str:
-        return self.to_markdown()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "layer": self.layer,
-            "accept": self.accept,
-            **{name: to_json_list(getattr(self, name)) for name in (
-                "jsd", "tvd", "weights", "original", "query", "chosen", "candidate_jsd", "candidate_tvd",
-                "accepted", "max_attention", "predicted")},
-            "summary": clean_json(self.summary()),
-        }
 
 
 def _positive(value: Any, name: str, integer: bool = False, allow_zero: bool = False) -> Any:
@@ -145,7 +135,8 @@ class AdversarialAttention(Evaluator):
         seed: seed of the initial noise.
         query: the optimised row: ``"auto"``, ``"cls"``, ``"last"`` or an int.
         penalty: weight of the TVD hinge (JW: 500).
-        max_examples_per_batch, memory_budget, progress: see :class:`attnfaith.evaluators.Evaluator`.
+        max_examples_per_batch, memory_budget: see :class:`attnfaith.evaluators.Evaluator`.
+        progress: a tqdm progress bar over the optimisation steps.
     """
 
     def __init__(
@@ -165,8 +156,8 @@ class AdversarialAttention(Evaluator):
         memory_budget: int | None = None,
         progress: bool = False,
     ) -> None:
-        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget,
-                         progress=progress)
+        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
+        self.progress = bool(progress)
         self.layer = check_layer(layer)
         self.epsilon = float(_positive(epsilon, "epsilon", allow_zero=True))
         self.accept = float(_positive(accept, "accept", allow_zero=True))
@@ -174,24 +165,23 @@ class AdversarialAttention(Evaluator):
         self.steps = _positive(steps, "steps", integer=True, allow_zero=True)
         self.lr = float(_positive(lr, "lr"))
         self.penalty = float(_positive(penalty, "penalty", allow_zero=True))
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {seed!r}")
-        self.seed = seed
-        self.query = check_query(query)
+        self.seed = check_seed(seed)
+        self.query = check_query(query, single_row=True)
 
     def evaluate(
         self,
         inputs: Any,
         attributions: Any = None,
+        *,
         target: Any = None,
         additional_forward_args: Any = None,
-        *,
+        max_examples_per_batch: int | None = None,
         mask: torch.Tensor | None = None,
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
-        max_examples_per_batch: int | None = None,
     ) -> AdversarialAttentionResult:
-        """Run the search; ``target`` is not used (the TVD covers every class) and ``attributions`` must be None."""
+        """Run the search (see :meth:`Evaluator.evaluate`); ``target`` is not used (the TVD covers every class)
+        and ``attributions`` must be None."""
         if attributions is not None:
             raise ValueError("attributions: AdversarialAttention optimises the model's own attention and takes no "
                              "attributions (leave it None)")
@@ -207,11 +197,10 @@ class AdversarialAttention(Evaluator):
                 logits = call_model(model, batch)
             layer = tap.resolve_layer(self.layer)
             att = tap.attention(layer).detach()  # [B, H, Tq, Tk]
-            info = tap.layers[layer]
+            query = resolve_query(self.query, tap.layers, [layer])
             tap.capture = None
             p0 = probs_of(logits).detach()
             H, Tq, Tk = att.shape[1:]
-            query = resolve_query(self.query, info)
             q = query_index(query, Tq, batch.attention_mask)
             ar = torch.arange(B, device=batch.device)
             orig = att[ar, :, q, :].float()  # [B, H, Tk]
@@ -258,6 +247,7 @@ class AdversarialAttention(Evaluator):
             predicted=p0.argmax(dim=-1),
             layer=layer,
             accept=self.accept,
+            items=batch.items.clone(),
         )
 
     def _optimise(self, tap, layer, batch, idx, theta0, orig, support, att, row_sel, p0):

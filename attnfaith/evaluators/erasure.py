@@ -56,149 +56,37 @@ never re-run) are packed, with no wasted forward for ``k > n_b``, and run throug
 :class:`attnfaith.engine.VariantRunner` in chunks of ``max_examples_per_batch`` (default: from the model size and a
 memory budget). Erase masks are built on the device for a whole chunk at once from the rank of every item
 (``erase = items & (rank < k)``); there is no host synchronisation inside the loop (one before it, to count the
-variants, and one when the results are read). ``batched=False`` runs the same definitions as a plain Python loop, one
-forward per example and per removal (the tests' reference).
+variants, and one when the results are read). :func:`attnfaith.testing.plain_erasure_flip` runs the same definitions
+as a plain Python loop, one forward per example and per removal (the tests' reference).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from attnfaith._inputs import Batch, call_model, probs_of
+from attnfaith._inputs import Batch, probs_of
 from attnfaith._state import model_guard
-from attnfaith.attention import AttentionLayer, AttentionTap, AttentionUnreachableError
-from attnfaith.evaluators._base import Evaluator
-from attnfaith.evaluators._variants import AttentionVariants, call_model_autocast
+from attnfaith.attention import AttentionTap, AttentionUnreachableError
 from attnfaith.engine import length_breaks
-from attnfaith.evaluators.rankings import Ranking, auto_query, resolve_ranking
+from attnfaith.evaluators._base import Evaluator, check_items, check_seed
+from attnfaith.evaluators._variants import AttentionVariants, call_model_autocast
+from attnfaith.evaluators.rankings import Ranking, resolve_ranking
+from attnfaith.evaluators.result import Result
+from attnfaith.evaluators.selection import (
+    check_heads, check_layers, check_query, probe_layers, resolve_attention_layers, resolve_layers,
+)
 from attnfaith.metrics import descending_order
 from attnfaith.perturb import delete_positions, mask_id_of, pad_id_of, replace_positions
-from attnfaith.results import clean_json, markdown_table, to_json_list
+from attnfaith.results import markdown_table
 
-__all__ = ["ErasureFlip", "ErasureResult", "ErasureComparison"]
+__all__ = ["ErasureFlip", "ErasureResult", "ErasureComparison", "erase_id_for"]
 
 _LEVELS = ("attention", "token")
 _ERASE = ("delete", "mask")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# helpers shared with single.py and uniform.py
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def check_layer_spec(layer: Any, name: str = "layer") -> Any:
-    """Validate a layer choice: an int (negative counts from the end), a non-empty sequence of ints, or ``"all"``."""
-    if isinstance(layer, str):
-        if layer != "all":
-            raise ValueError(f"{name} must be an int, a list of ints or 'all', got {layer!r}")
-        return layer
-    if isinstance(layer, bool):
-        raise TypeError(f"{name} must be an int, a list of ints or 'all', got a bool")
-    if isinstance(layer, int):
-        return layer
-    if isinstance(layer, Iterable):
-        seq = list(layer)
-        if not seq or not all(isinstance(i, int) and not isinstance(i, bool) for i in seq):
-            raise ValueError(f"{name} must be an int, a non-empty list of ints or 'all', got {layer!r}")
-        return seq
-    raise TypeError(f"{name} must be an int, a list of ints or 'all', got {type(layer).__name__}")
-
-
-def check_heads(heads: Any, name: str = "heads") -> Any:
-    """Validate a head choice: None (every head), an int or a non-empty sequence of ints."""
-    if heads is None:
-        return None
-    if isinstance(heads, bool):
-        raise TypeError(f"{name} must be None, an int or a list of ints, got a bool")
-    if isinstance(heads, int):
-        return heads
-    if isinstance(heads, Iterable) and not isinstance(heads, str):
-        seq = list(heads)
-        if not seq or not all(isinstance(h, int) and not isinstance(h, bool) for h in seq):
-            raise ValueError(f"{name} must be None, an int or a non-empty list of ints, got {heads!r}")
-        return seq
-    raise TypeError(f"{name} must be None, an int or a list of ints, got {heads!r}")
-
-
-def check_query(query: Any) -> Any:
-    """Validate ``query``: ``"auto"``, ``"cls"``, ``"last"``, ``"mean"`` or an int row."""
-    if isinstance(query, str) and query in ("auto", "cls", "last", "mean"):
-        return query
-    if isinstance(query, int) and not isinstance(query, bool):
-        return query
-    raise ValueError(f"query must be 'auto', 'cls', 'last', 'mean' or an int, got {query!r}")
-
-
-def probe_layers(model: nn.Module, batch: Batch, modules: Sequence[str] | None = None) -> tuple[AttentionLayer, ...]:
-    """The attention layers of ``model``, from one forward of the first row of ``batch`` under a tap."""
-    with torch.no_grad(), AttentionTap(model, capture=None, modules=modules) as tap:
-        call_model(model, batch.index_rows(torch.zeros(1, dtype=torch.long, device=batch.device)))
-    return tap.layers
-
-
-def resolve_layers(spec: Any, infos: Sequence[AttentionLayer], name: str = "layer", *,
-                   all_means: str = "input_keys") -> list[int]:
-    """Layer indices (sorted, non-negative) for a validated ``spec``.
-
-    ``"all"`` with ``all_means="input_keys"``: the layers whose keys are the input tokens (every layer, except in an
-    encoder–decoder model, where the decoder's causal self-attention is left out); ``all_means="every"``: every layer.
-    ``ValueError`` naming ``name`` for an index out of range.
-    """
-    n = len(infos)
-    if n == 0:
-        raise ValueError(f"{name}: the model has no attention layer the tap can reach")
-    if spec == "all":
-        if all_means == "input_keys" and any(l.kind == "cross" for l in infos):
-            return [i for i, l in enumerate(infos) if l.kind == "cross" or not l.causal]
-        return list(range(n))
-    seq = [spec] if isinstance(spec, int) else list(spec)
-    out = []
-    for i in seq:
-        if not -n <= i < n:
-            raise ValueError(f"{name}={spec!r} is out of range: the model has {n} attention layers")
-        out.append(i % n)
-    return sorted(set(out))
-
-
-def validate_heads_for(heads: Any, infos: Sequence[AttentionLayer], layers: Sequence[int], name: str = "heads") -> None:
-    if heads is None:
-        return
-    seq = [heads] if isinstance(heads, int) else list(heads)
-    for layer in layers:
-        h = infos[layer].num_heads
-        bad = [x for x in seq if not -h <= x < h]
-        if bad:
-            raise ValueError(f"{name}={heads!r} is out of range: attention layer {layer} has {h} heads")
-
-
-def resolve_attention_layers(model: nn.Module, batch: Batch, layer: Any, heads: Any,
-                             modules: Sequence[str] | None = None, query: Any = None, *, name: str = "layer",
-                             all_means: str = "input_keys") -> tuple[list[int], Any]:
-    """``(layers, query)`` of an evaluator on ``batch``: the model's attention layers (:func:`probe_layers`), the
-    validated ``layer`` spec resolved against them (:func:`resolve_layers`, ``ValueError`` naming ``name``), ``heads``
-    checked against every chosen layer (:func:`validate_heads_for`), and ``query="auto"`` resolved for those layers
-    (:func:`attnfaith.evaluators.rankings.auto_query`; any other ``query``, None included, is returned as given)."""
-    infos = probe_layers(model, batch, modules)
-    layers = resolve_layers(layer, infos, name, all_means=all_means)
-    validate_heads_for(heads, infos, layers, "heads")
-    if query == "auto":
-        query = auto_query(infos, layers)
-    return layers, query
-
-
-def check_items(batch: Batch, name: str = "inputs", minimum: int = 1) -> None:
-    """``ValueError`` naming ``name`` if an example has fewer than ``minimum`` items."""
-    n = batch.n_items
-    bad = (n < minimum).nonzero().flatten().tolist()
-    if bad:
-        raise ValueError(
-            f"{name}: example(s) {bad} have fewer than {minimum} real item(s) to erase (items are the real, "
-            "non-special, non-padding tokens, or the positions of mask=)"
-        )
 
 
 def erase_id_for(model: nn.Module, erase: Any, tokenizer: Any = None) -> int | None:
@@ -232,7 +120,7 @@ def _table_row(name: str, s: Mapping[str, Any]) -> list[Any]:
 
 
 @dataclass
-class ErasureResult:
+class ErasureResult(Result):
     """Decision-flip erasure of one ranking (see the module docstring for the exact definitions).
 
     Per-example tensors (``B`` examples, ``T`` tokens, ``R`` orders: 1, or ``n_random`` for the random ranking):
@@ -255,6 +143,12 @@ class ErasureResult:
         aopc_per_order: ``[B, R]``.
         order_scores: the ``R`` score tensors ``[B, T]`` of the orders.
     """
+
+    layout: ClassVar[dict[str, str]] = {
+        "n_items": "row", "prediction": "row", "n_removed": "row", "fraction_removed": "row", "flipped": "row",
+        "curve": "step", "aopc": "row", "scores": "token", "items": "token", "input_ids": "token",
+        "n_removed_per_order": "row", "aopc_per_order": "row", "order_scores": "token",
+    }
 
     method: str
     level: str
@@ -282,9 +176,6 @@ class ErasureResult:
         """``[B]`` original probability of the predicted class (``curve[:, 0]``)."""
         return self.curve[:, 0]
 
-    def __len__(self) -> int:
-        return int(self.n_items.shape[0])
-
     def summary(self) -> dict[str, Any]:
         """Means over ``(example, order)`` pairs (one order for a fixed ranking; see the module docstring):
 
@@ -308,29 +199,11 @@ class ErasureResult:
             "mean_aopc": float(self.aopc_per_order.detach().double().cpu().mean()) if pairs else float("nan"),
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable: the summary and every per-example value (NaN → None)."""
-        return {
-            "summary": clean_json(self.summary()),
-            "n_items": to_json_list(self.n_items),
-            "prediction": to_json_list(self.prediction),
-            "n_removed": to_json_list(self.n_removed),
-            "fraction_removed": to_json_list(self.fraction_removed),
-            "flipped": to_json_list(self.flipped),
-            "curve": to_json_list(self.curve),
-            "aopc": to_json_list(self.aopc),
-            "n_removed_per_order": to_json_list(self.n_removed_per_order),
-            "scores": to_json_list(self.scores),
-        }
-
     def to_markdown(self) -> str:
         s = self.summary()
         title = f"ErasureFlip ({s['level']}{'' if s['level'] == 'attention' else ', erase=' + str(s['erase'])})"
         table = markdown_table(_TABLE_HEADER, [_table_row(s["method"], s)])
         return f"**{title}**\n\n{table}"
-
-    def __str__(self) -> str:
-        return self.to_markdown()
 
 
 @dataclass
@@ -351,6 +224,7 @@ class ErasureComparison:
         return self.table
 
     def to_dict(self) -> dict[str, Any]:
+        """name → the ranking's :meth:`ErasureResult.to_dict`."""
         return {name: r.to_dict() for name, r in self.results.items()}
 
     def to_markdown(self) -> str:
@@ -387,10 +261,10 @@ class ErasureFlip(Evaluator):
         n_random: orders of the ``"random"`` ranking (Serrano & Smith: 5).
         seed: seed of the random orders.
         query: which query row the attention-based ranking names read: ``"auto"`` (default; see
-            :func:`attnfaith.evaluators.rankings.auto_query`), ``"cls"``, ``"last"``, ``"mean"`` or an int.
+            :func:`attnfaith.evaluators.selection.auto_query`), ``"cls"``, ``"last"``, ``"mean"`` or an int.
         modules: module names for :class:`attnfaith.AttentionTap` (custom models whose attention is not an
             :class:`attnfaith.nn.AttentionSoftmax`).
-        max_examples_per_batch, memory_budget, progress: see :class:`attnfaith.evaluators._base.Evaluator`.
+        max_examples_per_batch, memory_budget: see :class:`attnfaith.evaluators._base.Evaluator`.
         prefix: at the attention level, run the variants through the blocks from the first erased layer up only,
             from a cache of the hidden states below (:class:`attnfaith.attention.prefix.PrefixCache`; complete
             forwards where it does not apply). Same results up to float rounding.
@@ -411,12 +285,10 @@ class ErasureFlip(Evaluator):
         modules: Sequence[str] | None = None,
         max_examples_per_batch: int | None = None,
         memory_budget: int | None = None,
-        progress: bool = False,
         prefix: bool = True,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget,
-                         progress=progress)
+        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
         self.prefix = bool(prefix)
         self.dtype = dtype
         if level not in _LEVELS:
@@ -429,14 +301,12 @@ class ErasureFlip(Evaluator):
                 raise ValueError(f"erase={erase} is not a token id of the model (vocabulary size {vocab})")
         if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
             raise ValueError(f"n_random must be a positive int, got {n_random!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         self.level = level
-        self.layer = check_layer_spec(layer, "layer")
+        self.layer = check_layers(layer, "layer")
         self.heads = check_heads(heads, "heads")
         self.erase = erase
         self.n_random = n_random
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.query = check_query(query)
         self.modules = list(modules) if modules is not None else None
 
@@ -444,15 +314,14 @@ class ErasureFlip(Evaluator):
     def evaluate(
         self,
         inputs: Any,
-        attributions: Any = "attention",
+        attributions: Any = None,
+        *,
         target: Any = None,
         additional_forward_args: Any = None,
         max_examples_per_batch: int | None = None,
-        *,
         mask: torch.Tensor | None = None,
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
-        batched: bool = True,
         name: str | None = None,
         full_curve: bool = True,
     ) -> ErasureResult:
@@ -462,38 +331,39 @@ class ErasureFlip(Evaluator):
             inputs, additional_forward_args: Captum's convention (ids + ``(attention_mask, ...)``) or a tokenizer's
                 output (see :mod:`attnfaith._inputs`).
             attributions: a ``[B, T]`` tensor, an object with Captum's ``.attribute`` (run on the inputs for
-                ``target``), or one of ``"attention"``, ``"gradient"``, ``"attention_x_gradient"``, ``"random"``.
+                ``target``), or one of ``"attention"`` (also None, the default), ``"gradient"``,
+                ``"attention_x_gradient"``, ``"random"``.
             target: the class the attribution explains (None: the predicted class). The curve and the flips always
                 follow the originally predicted class.
             max_examples_per_batch: variants per forward for this call.
             mask: BoolTensor ``[B, T]`` of the items (default: real, non-special tokens).
             tokenizer, special_ids: where special ids (and the mask token) come from.
-            batched: False → one forward per example and removal (the reference path).
             name: the label in reports (default: the ranking's name).
             full_curve: False → stop each example at its first flip (early exit): ``n_removed``,
                 ``fraction_removed`` and ``flipped`` are unchanged, ``curve`` stops at the flip (NaN after it) and
                 ``aopc`` is NaN for flipped examples (it needs the whole curve).
         """
+        if attributions is None:
+            attributions = "attention"
         batch = self.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
         check_items(batch, "inputs")
         with model_guard(self.model):
             layers, query = self._layers_and_query(batch, attributions)
             ranking = self._ranking(attributions, batch, target, layers, query)
-            return self._evaluate_ranking(batch, ranking, layers, max_examples_per_batch, batched, tokenizer,
-                                          name=name, full_curve=full_curve)
+            return self._evaluate_ranking(batch, ranking, layers, max_examples_per_batch, tokenizer, name=name,
+                                          full_curve=full_curve)
 
     def compare(
         self,
         inputs: Any,
         attributions: Mapping[str, Any] | Sequence[str],
+        *,
         target: Any = None,
         additional_forward_args: Any = None,
         max_examples_per_batch: int | None = None,
-        *,
         mask: torch.Tensor | None = None,
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
-        batched: bool = True,
         full_curve: bool = True,
     ) -> ErasureComparison:
         """Run several rankings on the same inputs: ``{"attention": "attention", "ig": lig, "random": "random"}``
@@ -513,8 +383,8 @@ class ErasureFlip(Evaluator):
             for key, attr in named.items():
                 layers, query = self._layers_and_query(batch, attr)
                 ranking = self._ranking(attr, batch, target, layers, query, name=f"attributions[{key!r}]")
-                results[key] = self._evaluate_ranking(batch, ranking, layers, max_examples_per_batch, batched,
-                                                      tokenizer, name=key, full_curve=full_curve)
+                results[key] = self._evaluate_ranking(batch, ranking, layers, max_examples_per_batch, tokenizer,
+                                                      name=key, full_curve=full_curve)
         return ErasureComparison(results)
 
     # ------------------------------------------------------------------------------------------------ internals
@@ -565,8 +435,8 @@ class ErasureFlip(Evaluator):
     def _call(self, sub: Batch) -> torch.Tensor:
         return call_model_autocast(self.model, sub, self.dtype)
 
-    def _evaluate_ranking(self, batch: Batch, ranking: Ranking, layers, max_examples_per_batch, batched: bool,
-                          tokenizer: Any, name: str | None = None, full_curve: bool = True) -> ErasureResult:
+    def _evaluate_ranking(self, batch: Batch, ranking: Ranking, layers, max_examples_per_batch, tokenizer: Any,
+                          name: str | None = None, full_curve: bool = True) -> ErasureResult:
         replacement = erase_id_for(self.model, self.erase, tokenizer) if self.level == "token" else None
         runner = self.runner_for(max_examples_per_batch)
         tap = self._tap() if self.level == "attention" else None
@@ -574,17 +444,13 @@ class ErasureFlip(Evaluator):
             if tap is not None:
                 tap.__enter__()
             try:
-                if batched:
-                    pred, curve, first = self._run_batched(batch, ranking, runner, tap, layers, replacement,
-                                                           full_curve)
-                else:
-                    pred, curve, first = self._run_plain(batch, ranking, tap, layers, replacement)
+                pred, curve, first = self._run_variants(batch, ranking, runner, tap, layers, replacement, full_curve)
             finally:
                 if tap is not None:
                     tap.__exit__(None, None, None)
         return self._result(batch, ranking, pred, curve, first, name)
 
-    def _run_batched(self, batch: Batch, ranking: Ranking, runner, tap, layers, replacement, full_curve: bool = True):
+    def _run_variants(self, batch: Batch, ranking: Ranking, runner, tap, layers, replacement, full_curve: bool = True):
         """Returns ``pred [B]``, ``curve [R, B, T+1]`` and ``first [R, B]`` (first flipping k, ``T+1`` if none).
 
         Attention level: the variants run through :class:`AttentionVariants` (prefix cache: only the blocks from
@@ -693,34 +559,6 @@ class ErasureFlip(Evaluator):
             past = torch.arange(T + 1, device=device)[None, :] > first[:, None]
             curve.masked_fill_(past, float("nan"))
         return pred, curve.view(R, B, T + 1), first.view(R, B)
-
-    def _run_plain(self, batch: Batch, ranking: Ranking, tap, layers, replacement):
-        """The reference: a Python loop, one forward per example and per removal."""
-        B, T = batch.input_ids.shape
-        device = batch.device
-        R = len(ranking.scores)
-        never = T + 1
-        curve = torch.full((R, B, T + 1), float("nan"), dtype=torch.float32, device=device)
-        first = torch.full((R, B), never, dtype=torch.long, device=device)
-        pred = torch.zeros(B, dtype=torch.long, device=device)
-        for b in range(B):
-            row = batch.index_rows(torch.tensor([b], device=device))
-            p = self._forward(row, None, tap, layers, replacement)[0]
-            c = int(p.argmax())
-            pred[b] = c
-            positions = [t for t in range(T) if bool(batch.items[b, t])]
-            for r, scores in enumerate(ranking.scores):
-                s = scores[b].tolist()
-                order = sorted(positions, key=lambda t: (-s[t], t))
-                curve[r, b, 0] = p[c]
-                for k in range(1, len(order) + 1):
-                    erase = torch.zeros(1, T, dtype=torch.bool, device=device)
-                    erase[0, order[:k]] = True
-                    q = self._forward(row, erase, tap, layers, replacement)[0]
-                    curve[r, b, k] = q[c]
-                    if int(q.argmax()) != c and int(first[r, b]) == never:
-                        first[r, b] = k
-        return pred, curve, first
 
     def _result(self, batch: Batch, ranking: Ranking, pred, curve, first, name) -> ErasureResult:
         R, B, T1 = curve.shape

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import torch
 from torch import nn
@@ -23,10 +23,12 @@ from attnfaith.attr.attention import AttentionAttribution
 from attnfaith.attr.gradient import GradientImportance
 from attnfaith.attr.ig import EmbeddingIntegratedGradients
 from attnfaith.attr.loo import LeaveOneOut
-from attnfaith.evaluators._base import Evaluator, attribution_scores
+from attnfaith.evaluators._base import Evaluator, attribution_scores, check_seed
 from attnfaith.evaluators.rankings import RANKINGS, resolve_ranking
+from attnfaith.evaluators.result import Result
+from attnfaith.evaluators.selection import auto_query
 from attnfaith.metrics import kendall_tau
-from attnfaith.results import clean_json, fmt_number, pad_cat, to_json_list
+from attnfaith.results import fmt_number
 
 __all__ = ["KendallTau", "KendallTauResult", "REFERENCES"]
 
@@ -39,7 +41,7 @@ def _stat(x: torch.Tensor) -> float:
 
 
 @dataclass
-class KendallTauResult:
+class KendallTauResult(Result):
     """Per-example Kendall τ-b between ``attributions`` and ``reference`` over the items.
 
     Attributes:
@@ -48,7 +50,11 @@ class KendallTauResult:
         predicted: LongTensor ``[B]``, the model's predicted class (JW split Table 2 by it).
         items: BoolTensor ``[B, T]``, the positions ranked.
         reference_name: ``"loo"``, ``"gradient"``, ``"ig"`` or the class name of the reference object.
+        alpha: the significance level of :meth:`summary`'s ``sig_frac``.
     """
+
+    layout: ClassVar[dict[str, str]] = {"tau": "row", "pvalue": "row", "attributions": "token",
+                                        "reference": "token", "predicted": "row", "items": "token"}
 
     tau: torch.Tensor
     pvalue: torch.Tensor
@@ -93,49 +99,6 @@ class KendallTauResult:
             rows.append(f"| {key} | {fmt_number(s['mean'])} ± {fmt_number(s['std'])} | {fmt_number(s['sig_frac'], 2)} | {s['n']} |")
         return "\n".join(rows)
 
-    def __str__(self) -> str:
-        return self.to_markdown()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable: every tensor as nested lists (NaN → None), and the summary."""
-        return {
-            "reference": self.reference_name,
-            "tau": to_json_list(self.tau),
-            "pvalue": to_json_list(self.pvalue),
-            "attributions": to_json_list(self.attributions),
-            "reference_scores": to_json_list(self.reference),
-            "predicted": to_json_list(self.predicted),
-            "items": to_json_list(self.items),
-            "summary": clean_json(self.summary()),
-        }
-
-    @classmethod
-    def concat(cls, results: Iterable["KendallTauResult"]) -> "KendallTauResult":
-        """One result from several batches' results (the token axis is right-padded to the longest batch)."""
-        results = list(results)
-        if not results:
-            raise ValueError("results: nothing to concatenate")
-        return cls(
-            tau=torch.cat([r.tau for r in results]),
-            pvalue=torch.cat([r.pvalue for r in results]),
-            attributions=pad_cat([r.attributions for r in results], 0),
-            reference=pad_cat([r.reference for r in results], 0),
-            predicted=torch.cat([r.predicted for r in results]),
-            items=pad_cat([r.items for r in results], False),
-            reference_name=results[0].reference_name,
-            alpha=results[0].alpha,
-        )
-
-
-def resolve_query(query: Any, layer_info) -> Any:
-    """``"auto"`` → ``"last"`` for a causal or cross-attention layer (decoder classifiers and encoder–decoder models
-    classify from the last token), ``"cls"`` otherwise."""
-    if query != "auto":
-        return query
-    if layer_info is not None and (layer_info.causal or layer_info.kind == "cross"):
-        return "last"
-    return "cls"
-
 
 def _check_reference(reference: Any) -> Any:
     if isinstance(reference, str):
@@ -169,8 +132,8 @@ class KendallTau(Evaluator):
             gradient; pass ``GradientImportance(model, detach_attention=True)`` for JW's exact detached variant),
             ``"ig"`` (:func:`attnfaith.attr.integrated_gradients`), any object with Captum's ``.attribute`` (an
             attnfaith attribution or a Captum ``Attribution``, called Captum's way), or a ``[B, T]`` tensor.
-        max_examples_per_batch, memory_budget, progress: see :class:`attnfaith.evaluators.Evaluator` (they also
-            drive the leave-one-out reference's batching).
+        max_examples_per_batch, memory_budget: see :class:`attnfaith.evaluators.Evaluator` (they also drive the
+            leave-one-out reference's batching).
 
     ``target`` (None: the predicted class) is passed to both the attribution and the reference. Both are signed or
     not as they come: JW's references are non-negative (|gradient| and TVD), attention too.
@@ -183,10 +146,8 @@ class KendallTau(Evaluator):
         *,
         max_examples_per_batch: int | None = None,
         memory_budget: int | None = None,
-        progress: bool = False,
     ) -> None:
-        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget,
-                         progress=progress)
+        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
         self.reference = _check_reference(reference)
 
     def _reference(self, max_examples_per_batch: int | None) -> Any:
@@ -205,17 +166,18 @@ class KendallTau(Evaluator):
         self,
         inputs: Any,
         attributions: Any = None,
+        *,
         target: Any = None,
         additional_forward_args: Any = None,
-        *,
+        max_examples_per_batch: int | None = None,
         mask: torch.Tensor | None = None,
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
-        max_examples_per_batch: int | None = None,
         seed: int = 0,
     ) -> KendallTauResult:
-        """Kendall τ per example; see the class docstring. ``mask``: explicit BoolTensor ``[B, T]`` of positions to
-        rank."""
+        """Kendall τ per example; see the class docstring and :meth:`Evaluator.evaluate`. ``mask``: explicit
+        BoolTensor ``[B, T]`` of positions to rank; ``seed``: of the ``"random"`` ranking."""
+        check_seed(seed)
         batch = self.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
         if isinstance(attributions, str) and attributions not in RANKINGS:
             raise ValueError(f"attributions must be None, one of {RANKINGS}, a [B, T] tensor or an attribution "
@@ -231,7 +193,7 @@ class KendallTau(Evaluator):
         t = resolve_target(target, logits)
         if by_name:
             # the row the classifier reads: [CLS] for encoders, the last token for causal / cross-attention layers
-            query = resolve_query("auto", layers[-1] if layers else None)
+            query = auto_query(layers, [len(layers) - 1])
             ranking = resolve_ranking(attributions or "attention", self.model, batch, t,
                                       layers=[len(layers) - 1], query=query, n_random=1, seed=seed,
                                       name="attributions")

@@ -10,105 +10,26 @@ the instance's maximum attention weight, binned into ``[0, .25), [.25, .5), [.5,
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import torch
 from torch import nn
 
-from attnfaith._inputs import Batch, call_model, probs_of
+from attnfaith._inputs import call_model, probs_of
 from attnfaith._state import model_guard
 from attnfaith.attention import AttentionTap, real_key_permutation
-from attnfaith.attr._base import reduce_attention, validate_query
+from attnfaith.evaluators._base import Evaluator, check_seed, max_attention_of
 from attnfaith.evaluators._variants import AttentionVariants
-from attnfaith.evaluators._base import Evaluator
-from attnfaith.evaluators.kendall import resolve_query
-from attnfaith.metrics import tvd
-from attnfaith.results import clean_json, fmt_number, pad_cat, to_json_list
+from attnfaith.evaluators.result import Result, bins_markdown
+from attnfaith.evaluators.selection import check_layer, check_query, resolve_query
+from attnfaith.metrics import bin_summary, tvd
 
-__all__ = ["PermutationTVD", "PermutationTVDResult", "MAX_ATTENTION_BINS"]
-
-#: Jain & Wallace's bins of the maximum attention weight (``plot_violin_by_class``: 4 bins over [0, 1])
-MAX_ATTENTION_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-def check_layer(layer: Any) -> int:
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        raise TypeError(f"layer must be an int (negative counts from the last attention layer), got {layer!r}")
-    return layer
-
-
-def check_query(query: Any) -> Any:
-    if query == "auto":
-        return query
-    q = validate_query(query)
-    if q == "mean":
-        raise ValueError("query must be 'auto', 'cls', 'last' or an int row here ('mean' is not a single row)")
-    return q
-
-
-def query_index(query: Any, Tq: int, attention_mask: torch.Tensor) -> torch.Tensor:
-    """LongTensor ``[B]``: the query row each example's ``query`` rule picks (as :func:`reduce_attention`)."""
-    B = attention_mask.shape[0]
-    device = attention_mask.device
-    if Tq == 1:
-        return torch.zeros(B, dtype=torch.long, device=device)
-    m = attention_mask[:, :Tq] != 0
-    if query == "cls":
-        return m.long().argmax(dim=-1)
-    if query == "last":
-        pos = torch.arange(Tq, device=device).expand(B, Tq)
-        return torch.where(m, pos, torch.zeros_like(pos)).max(dim=-1).values
-    if not -Tq <= query < Tq:
-        raise ValueError(f"query: row {query} is out of range for {Tq} query positions")
-    return torch.full((B,), query % Tq, dtype=torch.long, device=device)
-
-
-def max_attention_of(att: torch.Tensor, query: Any, batch: Batch) -> torch.Tensor:
-    """Max over the items of the layer's attention reduced like :class:`AttentionAttribution` (mean over heads of the
-    chosen query row; the single row of one-query attention). 0 for an example without items."""
-    scores = reduce_attention(att.float(), "mean", query, batch.attention_mask)
-    if scores.shape != batch.items.shape:
-        return scores.max(dim=-1).values
-    return torch.where(batch.items, scores, torch.zeros_like(scores)).max(dim=-1).values
-
-
-def bin_summary(values: torch.Tensor, max_attention: torch.Tensor, name: str) -> dict[str, dict[str, float]]:
-    """``values`` grouped by Jain & Wallace's max-attention bins: n, mean and median per bin (and ``"all"``)."""
-    values = values.detach().double().cpu()
-    ma = max_attention.detach().double().cpu()
-    edges = MAX_ATTENTION_BINS
-    out: dict[str, dict[str, float]] = {}
-    for i in range(len(edges) - 1):
-        lo, hi = edges[i], edges[i + 1]
-        last = i == len(edges) - 2
-        sel = (ma >= lo) & ((ma <= hi) if last else (ma < hi))
-        label = f"[{lo:.2f}, {hi:.2f}{']' if last else ')'}"
-        out[label] = _group(values[sel], name)
-    out["all"] = _group(values, name)
-    return out
-
-
-def _group(v: torch.Tensor, name: str) -> dict[str, float]:
-    v = v[torch.isfinite(v)]
-    n = int(v.numel())
-    return {
-        "n": n,
-        f"{name}_mean": float(v.mean()) if n else math.nan,
-        f"{name}_median": float(v.quantile(0.5)) if n else math.nan,
-    }
-
-
-def bins_markdown(title: str, summary: dict[str, dict[str, float]], name: str) -> str:
-    rows = [title, "", f"| max attention | n | mean {name} | median {name} |", "|---|---|---|---|"]
-    for label, s in summary.items():
-        rows.append(f"| {label} | {s['n']} | {fmt_number(s[f'{name}_mean'])} | {fmt_number(s[f'{name}_median'])} |")
-    return "\n".join(rows)
+__all__ = ["PermutationTVD", "PermutationTVDResult"]
 
 
 @dataclass
-class PermutationTVDResult:
+class PermutationTVDResult(Result):
     """Output change under random permutations of one layer's attention.
 
     Attributes:
@@ -123,7 +44,14 @@ class PermutationTVDResult:
         predicted: ``[B]`` the model's predicted class.
         items: ``[B, T]`` the shuffled positions.
         layer: the permuted layer (non-negative index in the tap's call order).
+        per_head: one permutation per head.
+
+    In :meth:`records`, ``permutations`` are cut to the example's items and given as item indices.
     """
+
+    layout: ClassVar[dict[str, str]] = {"tvd": "row", "median": "row", "max": "row", "max_attention": "row",
+                                        "permutations": "key", "predicted": "row", "items": "token"}
+    positions: ClassVar[tuple[str, ...]] = ("permutations",)
 
     tvd: torch.Tensor
     median: torch.Tensor
@@ -145,43 +73,19 @@ class PermutationTVDResult:
             f"Permuted attention, layer {self.layer}: median TVD over {self.tvd.shape[1]} permutations "
             "(Jain & Wallace 2019, §4.2)", self.summary(), "tvd")
 
-    def __str__(self) -> str:
-        return self.to_markdown()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "layer": self.layer,
-            "per_head": self.per_head,
-            "tvd": to_json_list(self.tvd),
-            "median": to_json_list(self.median),
-            "max": to_json_list(self.max),
-            "max_attention": to_json_list(self.max_attention),
-            "permutations": to_json_list(self.permutations),
-            "predicted": to_json_list(self.predicted),
-            "items": to_json_list(self.items),
-            "summary": clean_json(self.summary()),
-        }
-
     @classmethod
-    def concat(cls, results: Iterable["PermutationTVDResult"]) -> "PermutationTVDResult":
-        """One result from several batches' results (token axis right-padded; padded keys map to themselves)."""
-        results = list(results)
-        if not results:
-            raise ValueError("results: nothing to concatenate")
-        width = max(r.permutations.shape[-1] for r in results)
-        perms = []
-        for r in results:
-            p = r.permutations
+    def join(cls, name: str, values: list[torch.Tensor]) -> torch.Tensor:
+        """As :meth:`Result.join`; ``permutations`` are padded with the identity (a padded key maps to itself)."""
+        if name != "permutations":
+            return super().join(name, values)
+        width = max(p.shape[-1] for p in values)
+        padded = []
+        for p in values:
             if p.shape[-1] < width:
                 extra = torch.arange(p.shape[-1], width, device=p.device).expand(*p.shape[:-1], -1)
                 p = torch.cat([p, extra], dim=-1)
-            perms.append(p)
-        return cls(
-            tvd=torch.cat([r.tvd for r in results]), median=torch.cat([r.median for r in results]),
-            max=torch.cat([r.max for r in results]), max_attention=torch.cat([r.max_attention for r in results]),
-            permutations=torch.cat(perms), predicted=torch.cat([r.predicted for r in results]),
-            items=pad_cat([r.items for r in results], False), layer=results[0].layer, per_head=results[0].per_head,
-        )
+            padded.append(p)
+        return torch.cat(padded)
 
 
 class PermutationTVD(Evaluator):
@@ -216,10 +120,9 @@ class PermutationTVD(Evaluator):
         per_head: one permutation per head instead of one shared by all heads.
         query: the query row for ``max_attention``: ``"auto"`` (default: ``"last"`` for causal and cross-attention
             layers, ``"cls"`` otherwise), ``"cls"``, ``"last"`` or an int.
-        max_examples_per_batch, memory_budget, progress: see :class:`attnfaith.evaluators.Evaluator`.
+        max_examples_per_batch, memory_budget: see :class:`attnfaith.evaluators.Evaluator`.
         prefix: run the variants through the layers from ``layer`` up only, from a cache of the hidden states below
-            (:class:`attnfaith.attention.prefix.PrefixCache`; complete forwards where it does not apply). The
-            ``batched=False`` reference path always runs complete forwards.
+            (:class:`attnfaith.attention.prefix.PrefixCache`; complete forwards where it does not apply).
         dtype: ``torch.autocast`` dtype for the forwards (e.g. ``torch.bfloat16`` on CUDA); None: the model's.
     """
 
@@ -234,12 +137,10 @@ class PermutationTVD(Evaluator):
         query: Any = "auto",
         max_examples_per_batch: int | None = None,
         memory_budget: int | None = None,
-        progress: bool = False,
         prefix: bool = True,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget,
-                         progress=progress)
+        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
         self.prefix = bool(prefix)
         self.dtype = dtype
         self.layer = check_layer(layer)
@@ -247,27 +148,25 @@ class PermutationTVD(Evaluator):
             raise TypeError(f"n_permutations must be an int, got {n_permutations!r}")
         if n_permutations < 1:
             raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {seed!r}")
         self.n_permutations = n_permutations
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.per_head = bool(per_head)
-        self.query = check_query(query)
+        self.query = check_query(query, single_row=True)
 
     def evaluate(
         self,
         inputs: Any,
         attributions: Any = None,
+        *,
         target: Any = None,
         additional_forward_args: Any = None,
-        *,
+        max_examples_per_batch: int | None = None,
         mask: torch.Tensor | None = None,
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
-        max_examples_per_batch: int | None = None,
-        batched: bool = True,
     ) -> PermutationTVDResult:
-        """Run the permutations; ``batched=False`` runs one forward per permutation (the tests' reference)."""
+        """Run the permutations (see the class docstring and :meth:`Evaluator.evaluate`); ``target`` is not used
+        and ``attributions`` must be None."""
         if attributions is not None:
             raise ValueError("attributions: PermutationTVD permutes the model's own attention and takes no "
                              "attributions (leave it None)")
@@ -280,8 +179,8 @@ class PermutationTVD(Evaluator):
             if not tap.layers:
                 call_model(model, batch.index_rows(torch.zeros(1, dtype=torch.long, device=batch.device)))
             layer = tap.resolve_layer(self.layer)
-            info = tap.layers[layer]
-            with AttentionVariants(model, tap, batch, layer, runner, prefix=batched and self.prefix,
+            query = resolve_query(self.query, tap.layers, [layer])
+            with AttentionVariants(model, tap, batch, layer, runner, prefix=self.prefix,
                                    autocast=self.dtype) as passes:
                 logits, att = passes.original(capture_layer=layer)
                 if att.shape[-1] != T:
@@ -302,14 +201,10 @@ class PermutationTVD(Evaluator):
                     out = probs_of(passes.run(r, [("permute", flat[start:stop], {"layers": layer})]))
                     return tvd(out, p0.index_select(0, r)).float()
 
-                if batched:
-                    values = runner.run(B * n, run, seq_len=T, device=batch.device)
-                else:
-                    values = torch.cat([run(i, i + 1) for i in range(B * n)])
+                values = runner.run(B * n, run, seq_len=T, device=batch.device)
         # a row without items has nothing to permute: NaN, as every evaluator reports it
         no_items = (batch.n_items == 0).to(values.device)
         values = values.view(B, n).masked_fill(no_items[:, None], float("nan"))
-        query = resolve_query(self.query, info)
         return PermutationTVDResult(
             tvd=values,
             median=values.double().quantile(0.5, dim=1).to(values.dtype),

@@ -22,9 +22,9 @@
       ``torch.Generator().manual_seed(seed)``, one ``[B, T]`` draw per order, then moved to the device, so the orders
       do not depend on the device or on chunking. How an evaluator averages over the orders is documented with it.
 
-Which query row the attention-based names read (``query="auto"``): the row of the token the classifier reads, i.e.
-``"last"`` (the last real token) when a chosen layer is causal or cross-attention (decoder-only and
-encoder–decoder classifiers), else ``"cls"`` (the first real token). Single-query attention (``[B, T]``, as in the
+Which query row the attention-based names read (``query="auto"``, :func:`attnfaith.evaluators.selection.auto_query`):
+the row of the token the classifier reads, i.e. ``"last"`` (the last real token) when a chosen layer is causal or
+cross-attention (decoder-only and encoder–decoder classifiers), else ``"cls"`` (the first real token). Single-query attention (``[B, T]``, as in the
 additive attention of the reference models) has one row and ignores it.
 """
 
@@ -37,12 +37,12 @@ import torch
 from torch import nn
 
 from attnfaith._inputs import Batch, call_model, check_target, resolve_target
-from attnfaith.attention import AttentionLayer
 from attnfaith.attr.attention import AttentionAttribution, AttentionGradient, AttentionXGradient
 from attnfaith.evaluators._base import attribution_scores
+from attnfaith.evaluators.selection import auto_query  # noqa: F401  (re-exported: the pipeline reads it here)
 from attnfaith.metrics import random_scores
 
-__all__ = ["RANKINGS", "Ranking", "resolve_ranking", "ranking_label", "auto_query", "heads_for_reduction"]
+__all__ = ["RANKINGS", "Ranking", "resolve_ranking", "ranking_label", "heads_for_reduction"]
 
 #: the ranking names accepted as ``attributions``
 RANKINGS = ("attention", "gradient", "attention_x_gradient", "random")
@@ -73,12 +73,6 @@ def ranking_label(attributions: Any) -> str:
     if isinstance(attributions, torch.Tensor):
         return "tensor"
     return type(attributions).__name__
-
-
-def auto_query(infos: Sequence[AttentionLayer], layers: Sequence[int]) -> str:
-    """``"last"`` if any chosen layer is causal or cross-attention, else ``"cls"`` (see the module docstring)."""
-    chosen = [infos[i] for i in layers if 0 <= i < len(infos)]
-    return "last" if any(l.causal or l.kind == "cross" for l in chosen) else "cls"
 
 
 def heads_for_reduction(heads: Any) -> Any:

@@ -23,22 +23,21 @@ left out of the 2×2 table and of the means over the random variant.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Sequence
 
 import torch
 from torch import nn
 
-from attnfaith._inputs import Batch, call_model, logits_of
+from attnfaith._inputs import logits_of
 from attnfaith._state import model_guard
 from attnfaith.attention import AttentionTap
+from attnfaith.evaluators._base import Evaluator, check_items, check_seed
 from attnfaith.evaluators._variants import AttentionVariants
-from attnfaith.evaluators._base import Evaluator
-from attnfaith.evaluators.erasure import (
-    check_heads, check_items, check_layer_spec, check_query, resolve_attention_layers,
-)
 from attnfaith.evaluators.rankings import resolve_ranking
+from attnfaith.evaluators.result import Result
+from attnfaith.evaluators.selection import check_heads, check_layers, check_query, resolve_attention_layers
 from attnfaith.metrics import descending_order, js_from_logits, jsd
-from attnfaith.results import clean_json, markdown_table, to_json_list
+from attnfaith.results import markdown_table
 
 __all__ = ["SingleWeightErasure", "SingleWeightResult", "output_js"]
 
@@ -63,7 +62,7 @@ def _argmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class SingleWeightResult:
+class SingleWeightResult(Result):
     """Single-weight erasure (Serrano & Smith 2019, section 4); see :mod:`attnfaith.evaluators.single`.
 
     Attributes (``[B]`` per example):
@@ -79,7 +78,17 @@ class SingleWeightResult:
             layout: rows = removing ``i*`` flips the decision (yes, no), columns = removing the random item flips it
             (yes, no).
         scores: ``[B, T]`` the ranking scores.
+        items: ``[B, T]`` the items (None when not recorded); :meth:`records` cuts ``scores`` to them and gives
+            ``top_index`` / ``random_index`` as item indices.
     """
+
+    layout: ClassVar[dict[str, str]] = {
+        "top_index": "row", "random_index": "row", "js_top": "row", "js_random": "row", "delta_js": "row",
+        "flip_top": "row", "flip_random": "row", "prediction": "row", "has_random": "row", "scores": "token",
+        "items": "token",
+    }
+    summed: ClassVar[tuple[str, ...]] = ("flip_table",)
+    positions: ClassVar[tuple[str, ...]] = ("top_index", "random_index")
 
     method: str
     top_index: torch.Tensor
@@ -93,9 +102,7 @@ class SingleWeightResult:
     has_random: torch.Tensor
     flip_table: torch.Tensor
     scores: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.top_index.shape[0])
+    items: torch.Tensor | None = None
 
     def summary(self) -> dict[str, Any]:
         """Means and flip shares over the examples with a random variant (``n_compared``: at least two items, as
@@ -126,20 +133,6 @@ class SingleWeightResult:
             "neither_flips": int(t[1, 1]),
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "summary": clean_json(self.summary()),
-            "top_index": to_json_list(self.top_index),
-            "random_index": to_json_list(self.random_index),
-            "js_top": to_json_list(self.js_top),
-            "js_random": to_json_list(self.js_random),
-            "delta_js": to_json_list(self.delta_js),
-            "flip_top": to_json_list(self.flip_top),
-            "flip_random": to_json_list(self.flip_random),
-            "prediction": to_json_list(self.prediction),
-            "flip_table": to_json_list(self.flip_table),
-        }
-
     def to_markdown(self) -> str:
         s = self.summary()
         head = markdown_table(
@@ -155,9 +148,6 @@ class SingleWeightResult:
         )
         return f"**SingleWeightErasure**\n\n{head}\n\n{table}"
 
-    def __str__(self) -> str:
-        return self.to_markdown()
-
 
 class SingleWeightErasure(Evaluator):
     """Zero the top item's attention weight, and separately a random other item's (Serrano & Smith 2019, §4).
@@ -170,7 +160,10 @@ class SingleWeightErasure(Evaluator):
         seed: seed of the random item (and of the ``"random"`` ranking).
         query: query row the attention-based rankings read (``"auto"``, ``"cls"``, ``"last"``, ``"mean"``, int).
         modules: module names for :class:`attnfaith.AttentionTap` (custom models).
-        max_examples_per_batch, memory_budget, progress: see :class:`attnfaith.evaluators._base.Evaluator`.
+        max_examples_per_batch, memory_budget: see :class:`attnfaith.evaluators._base.Evaluator`.
+        prefix: run the variants through the blocks from the first erased layer up only, from a cache of the hidden
+            states below (:class:`attnfaith.attention.prefix.PrefixCache`; complete forwards where it does not
+            apply). Same results up to float rounding.
     """
 
     def __init__(
@@ -184,17 +177,13 @@ class SingleWeightErasure(Evaluator):
         modules: Sequence[str] | None = None,
         max_examples_per_batch: int | None = None,
         memory_budget: int | None = None,
-        progress: bool = False,
         prefix: bool = True,
     ) -> None:
-        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget,
-                         progress=progress)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
+        self.seed = check_seed(seed)
         self.prefix = bool(prefix)
-        self.layer = check_layer_spec(layer, "layer")
+        self.layer = check_layers(layer, "layer")
         self.heads = check_heads(heads, "heads")
-        self.seed = seed
         self.query = check_query(query)
         self.modules = list(modules) if modules is not None else None
 
@@ -212,20 +201,20 @@ class SingleWeightErasure(Evaluator):
     def evaluate(
         self,
         inputs: Any,
-        attributions: Any = "attention",
+        attributions: Any = None,
+        *,
         target: Any = None,
         additional_forward_args: Any = None,
         max_examples_per_batch: int | None = None,
-        *,
         mask: torch.Tensor | None = None,
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
-        batched: bool = True,
     ) -> SingleWeightResult:
-        """Run the test. ``attributions`` chooses ``i*`` (default ``"attention"``: the highest attention weight of the
-        evaluator's layer); any ranking :class:`attnfaith.ErasureFlip` accepts works (``"random"`` uses one order
-        seeded with ``seed + 1``, independent of the random item's draw). ``batched=False`` runs one forward per
-        variant (the reference path)."""
+        """Run the test (see :meth:`Evaluator.evaluate`). ``attributions`` chooses ``i*`` (None or ``"attention"``:
+        the highest attention weight of the evaluator's layer); any ranking :class:`attnfaith.ErasureFlip` accepts
+        works (``"random"`` uses one order seeded with ``seed + 1``, independent of the random item's draw)."""
+        if attributions is None:
+            attributions = "attention"
         batch = self.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
         check_items(batch, "inputs")
         model = self.model
@@ -244,38 +233,16 @@ class SingleWeightErasure(Evaluator):
             n_var = int(v_rows.shape[0])
             pos = torch.arange(T, device=device)
             runner = self.runner_for(max_examples_per_batch)
-            with torch.inference_mode(), AttentionTap(model, capture=None, modules=self.modules) as tap:
-                def logits_for(sub: Batch, erase: torch.Tensor | None) -> torch.Tensor:
-                    if erase is None:
-                        return logits_of(call_model(model, sub)).float()
-                    iv = tap.intervene("zero", erase, layers=tuple(layers), heads=self.heads)
-                    try:
-                        return logits_of(call_model(model, sub)).float()
-                    finally:
-                        tap.remove(iv)
-
-                def original(start: int, stop: int) -> torch.Tensor:
-                    return logits_for(batch.index_rows(torch.arange(start, stop, device=device)), None)
+            with torch.inference_mode(), AttentionTap(model, capture=None, modules=self.modules) as tap, \
+                    AttentionVariants(model, tap, batch, min(layers), runner, prefix=self.prefix) as passes:
+                orig = logits_of(passes.original()[0]).float()
 
                 def variants(start: int, stop: int) -> torch.Tensor:
-                    rows = v_rows[start:stop]
                     erase = pos[None, :] == v_pos[start:stop, None]
-                    return logits_for(batch.index_rows(rows), erase)
+                    iv = [("zero", erase, {"layers": tuple(layers), "heads": self.heads})]
+                    return logits_of(passes.run(v_rows[start:stop], iv)).float()
 
-                if batched:
-                    with AttentionVariants(model, tap, batch, min(layers), runner, prefix=self.prefix) as passes:
-                        orig = logits_of(passes.original()[0]).float()
-
-                        def fast_variants(start: int, stop: int) -> torch.Tensor:
-                            rows = v_rows[start:stop]
-                            erase = pos[None, :] == v_pos[start:stop, None]
-                            iv = [("zero", erase, {"layers": tuple(layers), "heads": self.heads})]
-                            return logits_of(passes.run(rows, iv)).float()
-
-                        var = runner.run(n_var, fast_variants, seq_len=T, device=device)
-                else:
-                    orig = torch.cat([original(i, i + 1) for i in range(B)])
-                    var = torch.cat([variants(i, i + 1) for i in range(n_var)])
+                var = runner.run(n_var, variants, seq_len=T, device=device)
         if orig.dim() == 1:
             orig, var = orig[:, None], var[:, None]
         pred = _argmax(orig)
@@ -305,4 +272,5 @@ class SingleWeightErasure(Evaluator):
             has_random=has,
             flip_table=table,
             scores=scores,
+            items=batch.items.clone(),
         )

@@ -18,7 +18,7 @@ the decision (argmax) changed and, when ``labels`` are given, the accuracy befor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -27,15 +27,16 @@ from attnfaith._inputs import call_model, probs_of
 from attnfaith._state import model_guard
 from attnfaith.attention import AttentionTap
 from attnfaith.evaluators._base import Evaluator
-from attnfaith.evaluators.erasure import check_heads, check_layer_spec, resolve_attention_layers
+from attnfaith.evaluators.result import Result
+from attnfaith.evaluators.selection import check_heads, check_layers, resolve_attention_layers
 from attnfaith.metrics import jsd, tvd
-from attnfaith.results import clean_json, markdown_table, to_json_list
+from attnfaith.results import markdown_table
 
 __all__ = ["UniformAttention", "UniformAttentionResult"]
 
 
 @dataclass
-class UniformAttentionResult:
+class UniformAttentionResult(Result):
     """Uniform attention at inference (see :mod:`attnfaith.evaluators.uniform`).
 
     Attributes (``[B]`` per example unless noted):
@@ -48,6 +49,11 @@ class UniformAttentionResult:
         layers: the layer indices made uniform.
     """
 
+    layout: ClassVar[dict[str, str]] = {
+        "tvd": "row", "jsd": "row", "flipped": "row", "prediction": "row", "prediction_uniform": "row",
+        "probs": "row", "probs_uniform": "row", "labels": "row",
+    }
+
     tvd: torch.Tensor
     jsd: torch.Tensor
     flipped: torch.Tensor
@@ -57,9 +63,6 @@ class UniformAttentionResult:
     probs_uniform: torch.Tensor
     labels: torch.Tensor | None
     layers: list[int]
-
-    def __len__(self) -> int:
-        return int(self.tvd.shape[0])
 
     @property
     def accuracy(self) -> float | None:
@@ -76,6 +79,8 @@ class UniformAttentionResult:
         return float((self.prediction_uniform == self.labels).double().mean())
 
     def summary(self) -> dict[str, Any]:
+        """``n_examples``, ``layers``, the mean TVD and JSD and the flip rate over the examples with items, and the
+        accuracy before and after (None without labels)."""
         return {
             "n_examples": len(self),
             "layers": list(self.layers),
@@ -86,19 +91,6 @@ class UniformAttentionResult:
             "accuracy_uniform": self.accuracy_uniform,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "summary": clean_json(self.summary()),
-            "tvd": to_json_list(self.tvd),
-            "jsd": to_json_list(self.jsd),
-            "flipped": to_json_list(self.flipped),
-            "prediction": to_json_list(self.prediction),
-            "prediction_uniform": to_json_list(self.prediction_uniform),
-            "probs": to_json_list(self.probs),
-            "probs_uniform": to_json_list(self.probs_uniform),
-            "labels": to_json_list(self.labels),
-        }
-
     def to_markdown(self) -> str:
         s = self.summary()
         return "**UniformAttention**\n\n" + markdown_table(
@@ -106,9 +98,6 @@ class UniformAttentionResult:
             [[str(s["layers"]), s["mean_tvd"], s["mean_jsd"], s["flip_rate"], s["accuracy"], s["accuracy_uniform"],
               s["n_examples"]]],
         )
-
-    def __str__(self) -> str:
-        return self.to_markdown()
 
 
 class UniformAttention(Evaluator):
@@ -121,7 +110,7 @@ class UniformAttention(Evaluator):
             list of ints (negative count from the end).
         heads: None (every head), an int or a list of heads.
         modules: module names for :class:`attnfaith.AttentionTap` (custom models).
-        max_examples_per_batch, memory_budget, progress: see :class:`attnfaith.evaluators._base.Evaluator`.
+        max_examples_per_batch, memory_budget: see :class:`attnfaith.evaluators._base.Evaluator`.
     """
 
     def __init__(
@@ -133,28 +122,31 @@ class UniformAttention(Evaluator):
         modules: Sequence[str] | None = None,
         max_examples_per_batch: int | None = None,
         memory_budget: int | None = None,
-        progress: bool = False,
     ) -> None:
-        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget,
-                         progress=progress)
-        self.layers = check_layer_spec(layers, "layers")
+        super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
+        self.layers = check_layers(layers, "layers")
         self.heads = check_heads(heads, "heads")
         self.modules = list(modules) if modules is not None else None
 
     def evaluate(
         self,
         inputs: Any,
-        labels: Any = None,
+        attributions: Any = None,
+        *,
+        target: Any = None,
         additional_forward_args: Any = None,
         max_examples_per_batch: int | None = None,
-        *,
         mask: torch.Tensor | None = None,
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
-        batched: bool = True,
+        labels: Any = None,
     ) -> UniformAttentionResult:
-        """Run the model with its own and with uniform attention. ``labels``: optional ``[B]`` gold classes
-        (accuracy before and after). ``batched=False`` runs one forward per example (the reference path)."""
+        """Run the model with its own and with uniform attention (see :meth:`Evaluator.evaluate`). ``labels``:
+        optional ``[B]`` gold classes (accuracy before and after). ``target`` is not used (the distances cover every
+        class) and ``attributions`` must be None (the attention itself is replaced)."""
+        if attributions is not None:
+            raise ValueError("attributions: UniformAttention replaces the model's own attention and takes no "
+                             "attributions (leave it None; gold labels go in labels=)")
         batch = self.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
         B, T = batch.input_ids.shape
         device = batch.device
@@ -182,9 +174,7 @@ class UniformAttention(Evaluator):
                         finally:
                             tap.remove(iv)
 
-                    if batched:
-                        return runner.run(B, fn, seq_len=T, device=device)
-                    return torch.cat([fn(i, i + 1) for i in range(B)])
+                    return runner.run(B, fn, seq_len=T, device=device)
 
                 p = run(False)
                 q = run(True)

@@ -9,8 +9,11 @@ Batched over a leading batch axis, masked, device-agnostic:
   Serrano & Smith, 2019).
 * :func:`descending_order`, :func:`topk_mask`, :func:`random_scores` — rankings
   of positions by score with padding masks (Serrano & Smith, 2019).
+* :func:`bin_summary`, :func:`max_over_items`, :data:`MAX_ATTENTION_BINS` — a per-example value grouped by the
+  example's largest attention weight (Jain & Wallace, 2019, violin plots).
 """
 
+from .bins import MAX_ATTENTION_BINS, bin_summary, max_over_items
 from .divergence import js_from_logits, jsd, kl_div, tvd
 from .kendall import kendall_tau
 from .ranking import DescendingOrder, descending_order, random_scores, topk_mask
@@ -25,4 +28,7 @@ __all__ = [
     "descending_order",
     "topk_mask",
     "random_scores",
+    "MAX_ATTENTION_BINS",
+    "max_over_items",
+    "bin_summary",
 ]

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from .ranking import _as_bool_mask, _require_real, _require_rows, _require_tensor
+from .validation import as_bool_mask, require_real, require_rows, require_tensor
 
 __all__ = ["kendall_tau"]
 
@@ -239,11 +239,11 @@ def kendall_tau(
         input) on the device of ``a``.  Always ``float64``, whatever the input
         dtypes.
     """
-    _require_tensor(a, "a")
-    _require_tensor(b, "b")
-    _require_real(a, "a")
-    _require_real(b, "b")
-    _require_rows(a, "a")
+    require_tensor(a, "a")
+    require_tensor(b, "b")
+    require_real(a, "a")
+    require_real(b, "b")
+    require_rows(a, "a")
     if tuple(b.shape) != tuple(a.shape):
         raise ValueError(
             f"`b` must have the same shape as `a` {tuple(a.shape)}, got {tuple(b.shape)}"
@@ -252,7 +252,7 @@ def kendall_tau(
         raise ValueError(f"`b` is on {b.device} but `a` is on {a.device}")
     m = None
     if mask is not None:
-        m = _as_bool_mask(mask, a)
+        m = as_bool_mask(mask, a)
         if m.device != a.device:
             raise ValueError(f"`mask` is on {m.device} but `a` is on {a.device}")
 

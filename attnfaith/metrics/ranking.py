@@ -23,70 +23,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .validation import as_bool_mask, require_real, require_rows, require_tensor
+
 __all__ = [
     "DescendingOrder",
     "descending_order",
     "topk_mask",
     "random_scores",
 ]
-
-
-# ---------------------------------------------------------------------------
-# validation helpers (shared with kendall.py)
-# ---------------------------------------------------------------------------
-
-
-def _require_tensor(x: object, name: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(x).__name__}")
-    return x
-
-
-def _require_real(x: Tensor, name: str) -> None:
-    """Real-valued (bool, integer or floating; not complex)."""
-    if x.is_complex():
-        raise TypeError(f"`{name}` must be real-valued, got complex dtype {x.dtype}")
-
-
-def _require_floating(x: Tensor, name: str) -> None:
-    if not x.is_floating_point():
-        raise TypeError(
-            f"`{name}` must be a floating-point tensor, got dtype {x.dtype}"
-        )
-
-
-def _require_rows(x: Tensor, name: str) -> None:
-    if x.dim() not in (1, 2):
-        raise ValueError(
-            f"`{name}` must have shape [B, T] or [T], got {tuple(x.shape)}"
-        )
-
-
-def _as_bool_mask(mask: Tensor | None, like: Tensor, name: str = "mask") -> Tensor:
-    """Validate ``mask`` against ``like`` and return it as a bool tensor.
-
-    ``None`` becomes an all-True mask.  ``bool`` masks pass through; integer
-    masks must hold only 0/1 and are converted.  Anything else (float, complex)
-    is a ``TypeError``; a shape other than ``like.shape`` is a ``ValueError``.
-    """
-    if mask is None:
-        return torch.ones(like.shape, dtype=torch.bool, device=like.device)
-    _require_tensor(mask, name)
-    if tuple(mask.shape) != tuple(like.shape):
-        raise ValueError(
-            f"`{name}` must have the same shape as the scores {tuple(like.shape)}, "
-            f"got {tuple(mask.shape)}"
-        )
-    if mask.dtype == torch.bool:
-        return mask
-    if mask.is_floating_point() or mask.is_complex():
-        raise TypeError(
-            f"`{name}` must be a bool tensor (or an integer 0/1 tensor), "
-            f"got dtype {mask.dtype}"
-        )
-    if mask.numel() and bool(((mask != 0) & (mask != 1)).any()):
-        raise ValueError(f"integer `{name}` must contain only 0 and 1")
-    return mask != 0
 
 
 # ---------------------------------------------------------------------------
@@ -145,10 +89,10 @@ def descending_order(scores: Tensor, mask: Tensor | None = None) -> DescendingOr
         TypeError: ``scores`` is not a real tensor; ``mask`` is not bool/integer.
         ValueError: bad shapes, or NaN at a valid position of ``scores``.
     """
-    _require_tensor(scores, "scores")
-    _require_real(scores, "scores")
-    _require_rows(scores, "scores")
-    m = _as_bool_mask(mask, scores)
+    require_tensor(scores, "scores")
+    require_real(scores, "scores")
+    require_rows(scores, "scores")
+    m = as_bool_mask(mask, scores)
 
     if scores.is_floating_point():
         if scores.numel() and bool((torch.isnan(scores) & m).any()):
@@ -211,7 +155,7 @@ def topk_mask(
         if k.numel() and bool((k < 0).any()):
             raise ValueError("`k` must be non-negative")
         kk = k.to(device=scores.device, dtype=torch.long)
-    m = _as_bool_mask(mask, scores)
+    m = as_bool_mask(mask, scores)
     ranks = torch.empty_like(order)
     ranks.scatter_(-1, order, torch.arange(T, device=scores.device).expand_as(order))
     return (ranks < kk.unsqueeze(-1)) & m
@@ -240,10 +184,10 @@ def random_scores(
     Returns:
         Tensor of ``dtype`` on ``mask.device`` with the shape of ``mask``.
     """
-    _require_tensor(mask, "mask")
+    require_tensor(mask, "mask")
     if not dtype.is_floating_point:
         raise TypeError(f"`dtype` must be a floating dtype, got {dtype}")
-    m = _as_bool_mask(mask, mask)
+    m = as_bool_mask(mask, mask)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
             f"`generator` must be a torch.Generator or None, got {type(generator).__name__}"
