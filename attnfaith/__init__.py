@@ -13,6 +13,7 @@ from attnfaith.attr import GradientImportance, LeaveOneOut, integrated_gradients
 from attnfaith.evaluators import AdversarialAttention, KendallTau, PermutationTVD
 from attnfaith.evaluators import ErasureFlip, SingleWeightErasure, UniformAttention
 from attnfaith.nn import AttentionSoftmax
+from attnfaith.study import EvaluationConfig, run_evaluation
 
 __all__ = [
     "AttentionTap",
@@ -32,5 +33,7 @@ __all__ = [
     "ErasureFlip",
     "SingleWeightErasure",
     "UniformAttention",
+    "run_evaluation",
+    "EvaluationConfig",
     "__version__",
 ]

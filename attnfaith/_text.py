@@ -1,11 +1,11 @@
 """Turning raw texts into model inputs the same way for a HuggingFace tokenizer and for a word-level
-:class:`attnfaith.data.Vocabulary`, with the two things the evaluation pipeline needs besides the tensors: the token
-strings (for heat-maps) and which whitespace-separated word of the text each token comes from (to score a known
-rationale).
+:class:`attnfaith.reference.vocabulary.Vocabulary`, with the two things the evaluation pipeline needs besides the
+tensors: the token strings (for heat-maps) and which whitespace-separated word of the text each token comes from (to
+score a known rationale).
 
-* :class:`VocabularyTokenizer` makes a :class:`~attnfaith.data.Vocabulary` look like a tokenizer (``__call__``,
-  ``all_special_ids``, ``convert_ids_to_tokens``, ``save_pretrained``), so the reference models go through exactly
-  the same pipeline code as a HuggingFace classifier.
+* :class:`VocabularyTokenizer` makes a :class:`~attnfaith.reference.vocabulary.Vocabulary` look like a tokenizer
+  (``__call__``, ``all_special_ids``, ``convert_ids_to_tokens``, ``save_pretrained``), so the reference models go
+  through exactly the same pipeline code as a HuggingFace classifier.
 * :func:`encode_texts` returns an :class:`Encoded`: the model inputs (``input_ids``, ``attention_mask``,
   ``special_tokens_mask`` and any further tokenizer output such as ``token_type_ids``), the token strings and the
   word index of every token (None for special tokens and padding, or when the tokenizer cannot tell).
@@ -27,8 +27,8 @@ _INT = re.compile(r"-?\d+")
 
 
 class VocabularyTokenizer:
-    """A tokenizer-like wrapper around :class:`attnfaith.data.Vocabulary` (whitespace words, ``<sos>`` … ``<eos>``,
-    right padding with ``<pad>``).
+    """A tokenizer-like wrapper around :class:`attnfaith.reference.vocabulary.Vocabulary` (whitespace words,
+    ``<sos>`` … ``<eos>``, right padding with ``<pad>``).
 
     ``tokenizer(texts, max_length=..., return_special_tokens_mask=True)`` gives a dict with ``input_ids``,
     ``attention_mask`` and ``special_tokens_mask`` (1 on ``<pad>``, ``<sos>``, ``<eos>``; ``<unk>`` is a real word).

@@ -52,7 +52,9 @@ def _one_line(exc: BaseException) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from attnfaith import __version__
-    from attnfaith.pipeline import DEFAULT_EVALUATORS, EVALUATORS, METHODS
+    from attnfaith.study.registry import evaluator_names, method_names
+
+    methods, evaluators, defaults = method_names(), evaluator_names(), evaluator_names(default_only=True)
 
     parser = _Parser(
         prog=PROG,
@@ -96,10 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="truncate texts to this many tokens, special tokens included (at most what the model takes)")
 
     g = ev.add_argument_group("what to run")
-    g.add_argument("--methods", default=",".join(METHODS),
-                   help=f"comma-separated attribution methods, from: {', '.join(METHODS)}")
-    g.add_argument("--evaluators", default=",".join(DEFAULT_EVALUATORS),
-                   help=f"comma-separated evaluators, from: {', '.join(EVALUATORS)} (adversarial is slow: "
+    g.add_argument("--methods", default=",".join(methods),
+                   help=f"comma-separated attribution methods, from: {', '.join(methods)}")
+    g.add_argument("--evaluators", default=",".join(defaults),
+                   help=f"comma-separated evaluators, from: {', '.join(evaluators)} (adversarial is slow: "
                         "off unless asked)")
     g.add_argument("--layer", type=int, default=-1,
                    help="attention layer read by 'attention' and tested by the attention evaluators (call order; "
@@ -148,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CPU threads for torch (1 is fastest for these tiny models)")
     dm.add_argument("--quiet", action="store_true", help="no progress bars")
     dm.set_defaults(func=cmd_demo)
+
+    from attnfaith.reference.replication import add_replicate_parser
+
+    add_replicate_parser(sub)  # attnfaith replicate: the papers' replication recipe (docs/replication.md)
     return parser
 
 
@@ -356,19 +362,21 @@ def _set_threads(n: int | None) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from attnfaith.data import read_table
-    from attnfaith.pipeline import EVALUATORS, METHODS, EvaluationConfig, PipelineError, parse_list, run_evaluation
+    from attnfaith.reference.data import read_table
+    from attnfaith.study import EvaluationConfig, PipelineError, run_evaluation
+    from attnfaith.study.config import ERASURE_LEVELS, parse_list
+    from attnfaith.study.registry import evaluator_names, method_names
 
     # usage problems first, before anything slow
     try:
-        methods = parse_list(args.methods, METHODS, "method")
-        evaluators = parse_list(args.evaluators, EVALUATORS, "evaluator")
+        methods = parse_list(args.methods, method_names(), "method")
+        evaluators = parse_list(args.evaluators, evaluator_names(), "evaluator")
         config = EvaluationConfig(
             methods=tuple(methods), evaluators=tuple(evaluators), layer=args.layer, batch_size=args.batch_size,
             seed=args.seed, max_length=args.max_length, permutations=args.permutations, ig_steps=args.ig_steps,
             n_random=args.n_random, adversarial_steps=args.adversarial_steps,
             variants_per_forward=args.variants_per_forward,
-            erasure_levels=tuple(parse_list(args.erasure_levels, ("token", "attention"), "erasure level")),
+            erasure_levels=tuple(parse_list(args.erasure_levels, ERASURE_LEVELS, "erasure level")),
         )
     except PipelineError as exc:
         raise CLIError(str(exc), code=2) from None
@@ -444,7 +452,7 @@ def _warn(message: str) -> None:
 
 
 def _print_done(run: dict, out: Path, quiet: bool) -> None:
-    from attnfaith.report import summary_table
+    from attnfaith.study.report import summary_table
 
     print(summary_table(run))
     print()

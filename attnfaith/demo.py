@@ -5,11 +5,11 @@ The task (:func:`make_task`): sentences of neutral filler words with a few plant
 rationale and their positions are known. Two models are trained on it in seconds:
 
 * a tiny BERT built from a config (2 layers, hidden 64, 4 heads) with a word-level tokenizer built in code
-  (:func:`word_tokenizer`), fine-tuned with :func:`attnfaith.train.fine_tune_hf`;
-* Jain & Wallace's BiLSTM with additive attention (:class:`attnfaith.models.BiLSTMAttentionClassifier`) over a
-  :class:`attnfaith.data.Vocabulary`, trained with :func:`attnfaith.train.train_classifier`.
+  (:func:`word_tokenizer`), fine-tuned with :func:`attnfaith.reference.training.fine_tune_hf`;
+* Jain & Wallace's BiLSTM with additive attention (:class:`attnfaith.reference.models.BiLSTMAttentionClassifier`) over a
+  :class:`attnfaith.reference.vocabulary.Vocabulary`, trained with :func:`attnfaith.reference.training.train_classifier`.
 
-Both are evaluated by :func:`attnfaith.pipeline.run_evaluation` (the code behind ``attnfaith evaluate``), with the
+Both are evaluated by :func:`attnfaith.study.run_evaluation` (the code behind ``attnfaith evaluate``), with the
 planted markers as the rationale: the report adds each method's rationale recovery, the precision@k of its top-k
 tokens (k = the number of marker tokens of the example). Nothing is downloaded.
 """
@@ -153,7 +153,7 @@ def tiny_bert(vocab_size: int, seed: int = 0, *, hidden: int = 64, layers: int =
 def train_demo_bert(train: SyntheticTask, dev: SyntheticTask, seed: int = 0, *, epochs: int = 2,
                     progress: bool = False):
     """Tokenizer + tiny BERT fine-tuned on ``train`` (best dev epoch kept); returns ``(model, tokenizer, result)``."""
-    from attnfaith.train import fine_tune_hf
+    from attnfaith.reference.training import fine_tune_hf
 
     tokenizer = word_tokenizer()
     model = tiny_bert(len(tokenizer), seed)
@@ -166,9 +166,10 @@ def train_demo_bilstm(train: SyntheticTask, dev: SyntheticTask, seed: int = 0, *
                       progress: bool = False):
     """Vocabulary + Jain & Wallace's BiLSTM with additive attention (small: 32-d embeddings, 32 units per
     direction) trained on ``train``; returns ``(model, vocabulary, result)``."""
-    from attnfaith.data import TextDataset, Vocabulary
-    from attnfaith.models import BiLSTMAttentionClassifier
-    from attnfaith.train import train_classifier
+    from attnfaith.reference.data import TextDataset
+    from attnfaith.reference.vocabulary import Vocabulary
+    from attnfaith.reference.models import BiLSTMAttentionClassifier
+    from attnfaith.reference.training import train_classifier
 
     vocab = Vocabulary.build(train.texts)
     with torch.random.fork_rng(devices=[]):
@@ -182,7 +183,8 @@ def train_demo_bilstm(train: SyntheticTask, dev: SyntheticTask, seed: int = 0, *
 
 
 def _write_index(out: Path, task: dict, runs: dict[str, dict], timings: dict[str, float]) -> Path:
-    from attnfaith.report import METHOD_LABELS, summary_table
+    from attnfaith.study.registry import method_label
+    from attnfaith.study.report import summary_table
 
     lines = ["# attnfaith demo: which explanation recovers a known rationale?", ""]
     lines += [
@@ -207,7 +209,7 @@ def _write_index(out: Path, task: dict, runs: dict[str, dict], timings: dict[str
             lines.append("")
         lines += [summary_table(run), ""]
         for m, v in run["summary"]["verdicts"].items():
-            lines.append(f"- **{METHOD_LABELS.get(m, m)}**: {v}")
+            lines.append(f"- **{method_label(m)}**: {v}")
         lines.append("")
         figs = run.get("figures") or {}
         for key in ("erasure_curves", "heatmap_attention"):
@@ -233,9 +235,9 @@ def run_demo(out_dir: str | Path = "out/demo", *, seed: int = 0, n_train: int = 
     ``quick``: much smaller sizes (tests). Returns ``{"report": path, "table": markdown, "runs": {name: run},
     "timings": {...}}``.
     """
-    from attnfaith.data import Vocabulary
-    from attnfaith.pipeline import DEFAULT_EVALUATORS, METHODS, EvaluationConfig, run_evaluation
-    from attnfaith.report import summary_table
+    from attnfaith.reference.vocabulary import Vocabulary
+    from attnfaith.study import EvaluationConfig, run_evaluation
+    from attnfaith.study.report import summary_table
 
     t_all = time.perf_counter()
     out = Path(out_dir)
@@ -267,7 +269,7 @@ def run_demo(out_dir: str | Path = "out/demo", *, seed: int = 0, n_train: int = 
     runs: dict[str, dict] = {}
     cfg = dict(batch_size=40, seed=seed, permutations=30 if quick else 100, ig_steps=16 if quick else 32,
                max_length=64)
-    evals = tuple(evaluators) if evaluators is not None else DEFAULT_EVALUATORS
+    evals = tuple(evaluators) if evaluators is not None else EvaluationConfig().evaluators
     for name in models:
         t0 = time.perf_counter()
         if name == "bert":
@@ -285,7 +287,7 @@ def run_demo(out_dir: str | Path = "out/demo", *, seed: int = 0, n_train: int = 
             raise ValueError(f"unknown demo model {name!r}; choose bert and/or bilstm")
         timings[f"train {name}"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        config = EvaluationConfig(methods=METHODS, evaluators=evals, **cfg)
+        config = EvaluationConfig(evaluators=evals, **cfg)
         runs[name] = run_evaluation(
             model, tokenizer, test.texts, test.labels, out_dir=out / name, config=config,
             rationales=test.rationales, overwrite=True, progress=progress, title=title,

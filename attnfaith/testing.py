@@ -10,7 +10,7 @@ attention is far from uniform (every Linear/Embedding weight ~ N(0, std), std=0.
 
 Token ids (all zoo models): pad=0, cls=bos=1, sep=eos=2, mask=3, 4 unused; 5..vocab-1 are ordinary tokens.
 
-Findings for transformers 5.23 / torch 2.13 (this repository's venv; tests/test_zoo.py re-checks the key ones)
+Findings for transformers 5.23 / torch 2.13 (this repository's venv; tests/attention/test_zoo.py re-checks the key ones)
 --------------------------------------------------------------------------------------------------------------
 Per architecture: the module that calls ``ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation,
 eager_attention_forward)`` and its name pattern; whether it has ``layer_idx`` / ``is_causal`` /

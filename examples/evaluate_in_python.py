@@ -9,7 +9,7 @@ import sys
 import torch
 
 from attnfaith.demo import make_task, train_demo_bilstm
-from attnfaith.pipeline import run_evaluation
+from attnfaith import run_evaluation
 
 torch.set_num_threads(1)  # tiny models: one thread is fastest
 out = sys.argv[1] if len(sys.argv) > 1 else "out/example-bilstm"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnfaith import cli, pipeline
+from attnfaith import cli
+from attnfaith.study import registry, runner, state
 from attnfaith.cli import main
 from attnfaith.demo import make_task, word_tokenizer
 from attnfaith.testing import tiny_model
@@ -118,7 +119,7 @@ def test_results_match_direct_evaluator_calls(workdir, finished):
 
     from attnfaith import (ErasureFlip, GradientImportance, KendallTau, LeaveOneOut, PermutationTVD,
                            SingleWeightErasure, UniformAttention, integrated_gradients)
-    from attnfaith.data import encode_for_hf, read_table
+    from attnfaith.reference.data import encode_for_hf, read_table
 
     run = json.loads((finished / "results.json").read_text())
     model = AutoModelForSequenceClassification.from_pretrained(workdir / "model").eval()
@@ -170,7 +171,7 @@ def test_results_match_direct_evaluator_calls(workdir, finished):
     assert n_flip > 0  # the comparison covered decisions that flip
 
     # the report's table is the bootstrap summary of those per-example numbers
-    from attnfaith.report import bootstrap_mean
+    from attnfaith.study.statistics import bootstrap_mean
 
     fr = [e["erasure_token"]["attention"]["fraction_removed"] for e in run["examples"]]
     assert run["summary"]["methods"]["attention"]["erasure_token_fraction"] == pytest.approx(bootstrap_mean(fr, seed=0))
@@ -274,7 +275,7 @@ def test_interrupted_run_resumes_to_the_same_results(workdir, finished, monkeypa
     argv = ["evaluate", "--model", str(workdir / "model"), "--data", str(workdir / "data.csv"), "--text-column",
             "text", "--label-column", "label", "--rationale-column", "rationale", "--out", str(out), *FAST,
             "--no-figures"]
-    original = pipeline._ChunkRunner.run
+    original = runner.ChunkRunner.run
     calls = []
     stop = {"at": 1}
 
@@ -284,12 +285,12 @@ def test_interrupted_run_resumes_to_the_same_results(workdir, finished, monkeypa
             raise KeyboardInterrupt  # Ctrl-C while chunk 1 runs
         return original(self, index, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline._ChunkRunner, "run", interrupted)
+    monkeypatch.setattr(runner.ChunkRunner, "run", interrupted)
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err
     assert not (out / "results.json").exists()
-    header, chunks = pipeline.load_state(out)
+    header, chunks = state.load_state(out)
     assert header is not None and sorted(chunks) == [0]
     # a torn last line (killed while writing) is ignored
     with open(out / "partial.jsonl", "a") as f:
@@ -337,5 +338,5 @@ def test_adversarial_only_when_asked(workdir, tmp_path, capsys):
     assert all(0 <= e["adversarial"]["jsd"] <= math.log(2) + 1e-6 for e in run["examples"])
     assert (out / "figures" / "adversarial_violin.png").is_file()
     assert "adversarial attention: max JSD" in (out / "report.md").read_text()
-    finished_default = pipeline.DEFAULT_EVALUATORS
+    finished_default = registry.evaluator_names(default_only=True)
     assert "adversarial" not in finished_default

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnfaith import pipeline
+from attnfaith.study import runner
 from attnfaith.attention.forward_args import max_positions
 from attnfaith.cli import main
 from attnfaith.demo import make_task, task_vocabulary, word_tokenizer
-from attnfaith.pipeline import PipelineError, run_evaluation
+from attnfaith.study import EvaluationConfig, PipelineError, run_evaluation
 from attnfaith.testing import tiny_model
 
 FAST = ["--quiet", "--threads", "1", "--batch-size", "10", "--methods", "attention,random", "--evaluators",
@@ -65,16 +65,16 @@ def _error(capsys) -> str:
 
 def _interrupted_run(workdir: Path, out: Path, monkeypatch, capsys, *extra: str, model: Path | None = None) -> None:
     """A run stopped by Ctrl-C while chunk 1 runs: chunk 0 is in ``out/partial.jsonl``."""
-    original = pipeline._ChunkRunner.run
+    original = runner.ChunkRunner.run
 
     def stop_at_chunk_1(self, index, *args, **kwargs):
         if index == 1:
             raise KeyboardInterrupt
         return original(self, index, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline._ChunkRunner, "run", stop_at_chunk_1)
+    monkeypatch.setattr(runner.ChunkRunner, "run", stop_at_chunk_1)
     assert _evaluate(workdir, out, *extra, model=model) == 130
-    monkeypatch.setattr(pipeline._ChunkRunner, "run", original)
+    monkeypatch.setattr(runner.ChunkRunner, "run", original)
     capsys.readouterr()
     lines = (out / "partial.jsonl").read_text().splitlines()
     assert [json.loads(ln)["kind"] for ln in lines] == ["header", "chunk"]
@@ -119,18 +119,18 @@ def test_resume_refuses_changed_in_memory_model(tmp_path):
     model = tiny_model("bert", num_labels=2, vocab_size=len(tok), seed=0)
     texts = make_task(12, seed=1).texts
     kw = dict(methods="attention,random", evaluators="erasure", progress=False, figures=False, batch_size=6)
-    original = pipeline._ChunkRunner.run
+    original = runner.ChunkRunner.run
     try:
         def stop(self, index, *args, **kwargs):
             if index == 1:
                 raise KeyboardInterrupt
             return original(self, index, *args, **kwargs)
 
-        pipeline._ChunkRunner.run = stop
+        runner.ChunkRunner.run = stop
         with pytest.raises(KeyboardInterrupt):
             run_evaluation(model, tok, texts, out_dir=tmp_path / "o", **kw)
     finally:
-        pipeline._ChunkRunner.run = original
+        runner.ChunkRunner.run = original
     state = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         model.classifier.bias[0] += 1e-3
@@ -250,7 +250,7 @@ def test_second_writer_is_refused(workdir, tmp_path, capsys):
 def test_a_running_evaluation_holds_the_lock(workdir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "o"
     seen = []
-    original = pipeline._ChunkRunner.run
+    original = runner.ChunkRunner.run
 
     def probe(self, index, *args, **kwargs):
         res = subprocess.run([sys.executable, "-c", _TRY_LOCK, str(out / ".lock")], capture_output=True,
@@ -258,7 +258,7 @@ def test_a_running_evaluation_holds_the_lock(workdir, tmp_path, monkeypatch, cap
         seen.append(res.stdout.strip())
         return original(self, index, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline._ChunkRunner, "run", probe)
+    monkeypatch.setattr(runner.ChunkRunner, "run", probe)
     assert _evaluate(workdir, out, "--limit", "10") == 0
     assert seen == ["busy"]
     res = subprocess.run([sys.executable, "-c", _TRY_LOCK, str(out / ".lock")], capture_output=True, text=True,
@@ -340,8 +340,8 @@ def test_bad_integers_are_usage_errors(workdir, tmp_path, capsys, flag, value):
 def test_seed_range_in_the_library(tmp_path):
     for seed in (-5, 2**32, 10**20):
         with pytest.raises(PipelineError, match="seed"):
-            pipeline.EvaluationConfig(seed=seed)
-    assert pipeline.EvaluationConfig(seed=2**32 - 1).seed == 2**32 - 1
+            EvaluationConfig(seed=seed)
+    assert EvaluationConfig(seed=2**32 - 1).seed == 2**32 - 1
 
 
 def test_float_label_names_column_line_value(workdir, tmp_path, capsys):

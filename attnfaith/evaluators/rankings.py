@@ -39,7 +39,6 @@ from torch import nn
 from attnfaith._inputs import Batch, call_model, check_target, resolve_target
 from attnfaith.attr.attention import AttentionAttribution, AttentionGradient, AttentionXGradient
 from attnfaith.evaluators._base import attribution_scores
-from attnfaith.evaluators.selection import auto_query  # noqa: F401  (re-exported: the pipeline reads it here)
 from attnfaith.metrics import random_scores
 
 __all__ = ["RANKINGS", "Ranking", "resolve_ranking", "ranking_label", "heads_for_reduction"]

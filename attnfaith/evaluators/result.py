@@ -150,20 +150,24 @@ class Result:
                 kwargs[f.name] = cls.join(f.name, values)
         return cls(**kwargs)
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self, fields: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """One strict-JSON dict per example: every per-example field of that example (``"token"``/``"key"``
         fields cut to its items, ``"step"`` fields to steps ``0..n_items``, :attr:`positions` as item indices;
-        the ``items`` mask itself left out)."""
+        the ``items`` mask itself left out). ``fields``: only these per-example fields (None: all of them)."""
         items = getattr(self, "items", None)
         items = items.detach().cpu() if isinstance(items, torch.Tensor) else None
-        fields = {name: getattr(self, name) for name in self.layout if name != "items"}
-        fields = {k: ([t.detach().cpu() for t in v] if isinstance(v, list) else v.detach().cpu())
-                  for k, v in fields.items() if v is not None}
+        chosen = set(self.layout) if fields is None else set(fields)
+        unknown = chosen - set(self.layout)
+        if unknown:
+            raise KeyError(f"{type(self).__name__}.records: no per-example field(s) {sorted(unknown)}")
+        values = {name: getattr(self, name) for name in self.layout if name != "items" and name in chosen}
+        values = {k: ([t.detach().cpu() for t in v] if isinstance(v, list) else v.detach().cpu())
+                  for k, v in values.items() if v is not None}
         out = []
         for b in range(len(self)):
             keep = items[b] if items is not None else None
             rec: dict[str, Any] = {}
-            for name, value in fields.items():
+            for name, value in values.items():
                 if isinstance(value, list):
                     rec[name] = [self._cut(name, t[b], keep) for t in value]
                 else:

@@ -7,7 +7,7 @@ replacement to a trained model at inference, without retraining: the attention o
 becomes, on every head and query row, the uniform distribution over the keys that query may see (the
 ``"uniform"`` intervention of :mod:`attnfaith.attention.interventions`: real, non-padding keys; in a causal layer
 only those at or before the query). Keys the model itself masks (for the reference models of
-:mod:`attnfaith.models`: the special tokens, as in WP) stay masked. For a HuggingFace model the special tokens
+:mod:`attnfaith.reference.models`: the special tokens, as in WP) stay masked. For a HuggingFace model the special tokens
 ([CLS], [SEP]...) are real keys the query may see, so they get their share, unlike in WP's code.
 
 Per example: the TVD ``½ Σ|p − q|`` (Jain & Wallace's output measure) and the JS divergence in nats between the

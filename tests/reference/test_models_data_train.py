@@ -1,4 +1,5 @@
-"""Reference models (attnfaith.models), data readers (attnfaith.data) and training loops (attnfaith.train)."""
+"""Reference models (attnfaith.reference.models), data readers and vocabulary (attnfaith.reference.data,
+attnfaith.reference.vocabulary) and training loops (attnfaith.reference.training)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,22 @@ import random
 import pytest
 import torch
 
-from attnfaith.data import (
+from attnfaith.nn import AttentionSoftmax
+from attnfaith.reference.data import (
     TextDataset,
-    Vocabulary,
     data_dir,
     encode_for_hf,
     read_table,
     sst_min_length_filter,
 )
-from attnfaith.models import AverageAttentionClassifier, BiLSTMAttentionClassifier
-from attnfaith.nn import AttentionSoftmax
-from attnfaith.train import (
+from attnfaith.reference.models import AverageAttentionClassifier, BiLSTMAttentionClassifier
+from attnfaith.reference.training import (
     classification_metrics,
     evaluate_classifier,
     fine_tune_hf,
     train_classifier,
 )
+from attnfaith.reference.vocabulary import Vocabulary
 
 MODELS = [BiLSTMAttentionClassifier, AverageAttentionClassifier]
 FILLER = [f"w{i}" for i in range(30)]

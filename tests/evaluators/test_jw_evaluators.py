@@ -19,7 +19,7 @@ from scipy.stats import kendalltau
 from torch import nn
 
 from attnfaith import AdversarialAttention, GradientImportance, KendallTau, PermutationTVD
-from attnfaith.models import AverageAttentionClassifier, BiLSTMAttentionClassifier
+from attnfaith.reference.models import AverageAttentionClassifier, BiLSTMAttentionClassifier
 from attnfaith.nn import AttentionSoftmax
 from attnfaith.testing import plain_permutation_tvd, tiny_batch, tiny_model
 

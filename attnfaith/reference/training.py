@@ -1,6 +1,6 @@
 """Training loops: the reference models as Jain & Wallace trained them, and a plain fine-tuning loop for HuggingFace.
 
-* :func:`train_classifier` trains a reference model (:mod:`attnfaith.models`) on encoded tensors: Adam with AMSGrad,
+* :func:`train_classifier` trains a reference model (:mod:`attnfaith.reference.models`) on encoded tensors: Adam with AMSGrad,
   lr 1e-3, weight decay 1e-5 except on the attention parameters, class-balanced cross-entropy, model selection on dev
   ROC-AUC never keeping epoch 1, best state restored (JW ``Trainers/TrainerBC.py`` + ``model/Binary_Classification.py``).
 * :func:`fine_tune_hf` fine-tunes a HuggingFace sequence classifier with AdamW and linear warm-up/decay.
@@ -328,7 +328,7 @@ def train_classifier(
     progress: bool = True,
     eval_batch_size: int = 256,
 ) -> TrainResult:
-    """Train a reference model (:mod:`attnfaith.models`) as Jain & Wallace did; returns a :class:`TrainResult`.
+    """Train a reference model (:mod:`attnfaith.reference.models`) as Jain & Wallace did; returns a :class:`TrainResult`.
 
     Args:
         model: called as ``model(input_ids=..., attention_mask=...)`` and returning logits ``[B, K]``.

@@ -19,7 +19,7 @@ from attnfaith.attr import integrated_gradients
 from attnfaith import _state
 from attnfaith._state import model_guard
 from attnfaith.attention import hf
-from attnfaith.models.reference import BiLSTMAttentionClassifier
+from attnfaith.reference.models import BiLSTMAttentionClassifier
 from attnfaith.testing import tiny_batch, tiny_model
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",

@@ -12,7 +12,7 @@ from scipy.spatial.distance import jensenshannon
 from torch import nn
 
 from attnfaith import AttentionTap, SingleWeightErasure, UniformAttention
-from attnfaith.models import AverageAttentionClassifier
+from attnfaith.reference.models import AverageAttentionClassifier
 from attnfaith.testing import special_token_ids, tiny_batch, tiny_model
 
 

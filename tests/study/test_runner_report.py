@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from attnfaith._text import VocabularyTokenizer, word_of_offsets, encode_texts, parse_index_list
-from attnfaith.data import Vocabulary
-from attnfaith.pipeline import PipelineError, parse_list, run_evaluation
-from attnfaith.report import bootstrap_mean, tau_strength
+from attnfaith.reference.vocabulary import Vocabulary
+from attnfaith.study import PipelineError, run_evaluation
+from attnfaith.study.config import parse_list
+from attnfaith.study.statistics import bootstrap_mean, tau_strength
 
 
 def test_bootstrap_mean_is_seeded_and_ignores_missing():
@@ -99,7 +100,7 @@ def test_model_left_as_found_and_labels_checked(tiny, tmp_path):
 
 
 def test_reference_model_skips_rollout_unless_named(tmp_path):
-    from attnfaith.models import BiLSTMAttentionClassifier
+    from attnfaith.reference.models import BiLSTMAttentionClassifier
 
     vocab = Vocabulary.build(["the good day", "a bad day"])
     model = BiLSTMAttentionClassifier(len(vocab), embed_dim=8, hidden_dim=8).eval()

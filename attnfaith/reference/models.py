@@ -15,11 +15,11 @@ Pinter's fork, ``EncoderAverage`` and the ``frozen`` / ``pre-loaded`` attention 
 
 **Which tokens attention covers.** Jain & Wallace's ``BatchHolder`` masks ``<SOS>``, ``<EOS>`` and padding before the
 softmax (mask ``[1] + [0]*(L-2) + [1]*(pad+1)``), so attention covers the real words only. Here the ``attention_mask``
-passed to ``forward`` marks non-pad tokens (what :meth:`attnfaith.data.Vocabulary.encode` returns) and the model
-*additionally* removes every id in ``special_token_ids`` (default ``(0, 2, 3)`` = ``<pad>``, ``<sos>``, ``<eos>`` of
-:class:`attnfaith.data.Vocabulary`) from the attention mask. The LSTM still reads SOS/EOS (as in JW); only the attention
-excludes them. Attention is therefore a distribution over real words: it sums to 1 over them and is exactly 0 on
-specials and padding. A row without any real word gets all-zero attention (the context is 0, never NaN).
+passed to ``forward`` marks non-pad tokens (what :meth:`attnfaith.reference.vocabulary.Vocabulary.encode` returns)
+and the model *additionally* removes every id in ``special_token_ids`` (default ``(0, 2, 3)`` = ``<pad>``,
+``<sos>``, ``<eos>`` of :class:`~attnfaith.reference.vocabulary.Vocabulary`) from the attention mask. The LSTM still
+reads SOS/EOS (as in JW); only the attention excludes them. Attention is therefore a distribution over real words: it
+sums to 1 over them and is exactly 0 on specials and padding. A row without any real word gets all-zero attention (the context is 0, never NaN).
 
 Differences from the original code (documented choices):
 
@@ -39,7 +39,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnfaith.nn import AttentionSoftmax
 
-__all__ = ["BiLSTMAttentionClassifier", "AverageAttentionClassifier", "ReferenceAttentionClassifier"]
+__all__ = [
+    "BiLSTMAttentionClassifier", "AverageAttentionClassifier", "ReferenceAttentionClassifier", "REFERENCE_ENCODERS",
+    "build_reference_model",
+]
 
 
 class _TanhAttentionScorer(nn.Module):
@@ -77,7 +80,7 @@ class ReferenceAttentionClassifier(nn.Module):
         attention: ``"tanh"`` (additive, JW's default and the one in their tables) or ``"dot"`` (scaled dot).
         pad_token_id: the padding id (``padding_idx`` of the embedding; ``attention_mask`` defaults to ``ids != pad``).
         special_token_ids: ids never attended (default ``<pad>``, ``<sos>``, ``<eos>`` of
-            :class:`attnfaith.data.Vocabulary`).
+            :class:`attnfaith.reference.vocabulary.Vocabulary`).
         uniform_attention: freeze attention to the uniform distribution over real tokens (Wiegreffe & Pinter's
             ``--attention frozen`` baseline); the scorer is then unused.
         embeddings: optional ``[vocab_size, embed_dim]`` initial embedding matrix (tensor or array).
@@ -281,3 +284,22 @@ class AverageAttentionClassifier(ReferenceAttentionClassifier):
 
     def _encode(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.projection(embedded)
+
+
+#: the reference encoders by name (``ReplicationConfig.encoder``)
+REFERENCE_ENCODERS = {"bilstm": BiLSTMAttentionClassifier, "average": AverageAttentionClassifier}
+
+
+def build_reference_model(encoder: str, vocab_size: int, num_labels: int, *, embed_dim: int = 300,
+                          hidden_dim: int = 128, seed: int = 0, uniform: bool = False,
+                          special_token_ids: Sequence[int] = (0, 2, 3),
+                          embeddings: torch.Tensor | None = None) -> ReferenceAttentionClassifier:
+    """A freshly initialised reference model ``encoder`` (``"bilstm"`` or ``"average"``), weights drawn under
+    ``torch.manual_seed(seed)`` with the global RNG restored; ``uniform`` freezes attention to uniform (Wiegreffe &
+    Pinter's baseline); ``embeddings`` ``[vocab_size, dim]`` initialise the word embedding (JW: pretrained vectors,
+    fine-tuned)."""
+    cls = REFERENCE_ENCODERS[encoder]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls(vocab_size, num_labels=num_labels, embed_dim=embed_dim, hidden_dim=hidden_dim,
+                   uniform_attention=uniform, special_token_ids=tuple(special_token_ids), embeddings=embeddings)

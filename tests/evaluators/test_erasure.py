@@ -234,7 +234,7 @@ def _planted_data(n, seed):
 
 @pytest.fixture(scope="module")
 def planted_model():
-    from attnfaith.models import AverageAttentionClassifier
+    from attnfaith.reference.models import AverageAttentionClassifier
 
     torch.manual_seed(0)
     model = AverageAttentionClassifier(vocab_size=20, num_labels=2, embed_dim=16, hidden_dim=16, special_token_ids=(0,))
@@ -375,7 +375,7 @@ def test_captum_workflow_example():
 
     from captum.attr import LayerIntegratedGradients, Saliency, visualization
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "captum_workflow.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "captum_workflow.py"
     spec = importlib.util.spec_from_file_location("captum_workflow", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,0 +1,102 @@
+"""The built-in attribution methods of a study (see ``docs/metrics.md``).
+
+==========  ====================================================================================================
+attention   :class:`attnfaith.AttentionAttribution` ``(model, layer)``: the layer's attention (mean over heads) of
+            the query row the classifier reads ([CLS] / first real token; the last real token for decoder and
+            encoder-decoder classifiers)
+rollout     :class:`attnfaith.AttentionRollout` (Abnar & Zuidema 2020), same query row
+gradient    :class:`attnfaith.attr.gradient.GradientImportance`: ``|∇ŷ·e|`` (Jain & Wallace's gradient measure)
+ig          :class:`attnfaith.attr.ig.EmbeddingIntegratedGradients` (Captum ``LayerIntegratedGradients`` over the
+            token embedding, pad-token baseline)
+loo         :class:`attnfaith.attr.loo.LeaveOneOut`: TVD of the output when the token is deleted (Jain & Wallace)
+random      seeded ``U[0, 1)`` scores: the first of the Serrano & Smith random orders that the erasure test uses;
+            evaluators that rank tokens get the ranking ``"random"`` (all of its orders) instead
+==========  ====================================================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from attnfaith.attention.model_facts import input_embedding_module
+from attnfaith.study.registry import MethodSpec, register_method
+
+__all__ = ["RandomScores"]
+
+
+class RandomScores:
+    """Seeded ``U[0, 1)`` scores on the items (0 elsewhere): the first of the random orders
+    :class:`attnfaith.ErasureFlip` draws with the same seed (:func:`attnfaith.metrics.random_scores` with a CPU
+    ``torch.Generator`` seeded with ``seed``, moved to the batch's device)."""
+
+    def attribute_batch(self, batch: Any, target: Any = None, *, seed: int = 0) -> torch.Tensor:
+        from attnfaith.metrics import random_scores
+
+        g = torch.Generator().manual_seed(int(seed))
+        return random_scores(batch.items.detach().to("cpu"), generator=g).to(batch.device)
+
+
+def _attention(model: nn.Module, config: Any, query: str) -> Any:
+    from attnfaith.attr import AttentionAttribution
+
+    return AttentionAttribution(model, layer=config.layer, query=query)
+
+
+def _rollout(model: nn.Module, config: Any, query: str) -> Any:
+    from attnfaith.attr import AttentionRollout
+
+    return AttentionRollout(model, query=query)
+
+
+def _check_rollout(model: nn.Module, batch: Any, query: str, layers: Sequence[Any]) -> str | None:
+    """Rollout needs a self-attention layer over the input tokens, and must run on the first example."""
+    if not any(l.kind == "self" for l in layers):
+        return "the model has no self-attention layer over the input tokens to roll out"
+    try:
+        _rollout(model, None, query).attribute_batch(batch)
+    except ValueError as exc:
+        return str(exc).replace("model: ", "")
+    return None
+
+
+def _check_embedding(model: nn.Module, batch: Any, query: str, layers: Sequence[Any]) -> str | None:
+    """Gradient methods need the model's input embedding."""
+    try:
+        input_embedding_module(model)
+    except TypeError as exc:
+        return str(exc)
+    return None
+
+
+def _gradient(model: nn.Module, config: Any, query: str) -> Any:
+    from attnfaith.attr.gradient import GradientImportance
+
+    return GradientImportance(model)
+
+
+def _ig(model: nn.Module, config: Any, query: str) -> Any:
+    from attnfaith.attr.ig import EmbeddingIntegratedGradients
+
+    return EmbeddingIntegratedGradients(model, n_steps=config.ig_steps, internal_batch_size=config.variants_per_forward)
+
+
+def _loo(model: nn.Module, config: Any, query: str) -> Any:
+    from attnfaith.attr.loo import LeaveOneOut
+
+    return LeaveOneOut(model, "delete", max_examples_per_batch=config.variants_per_forward)
+
+
+register_method(MethodSpec(name="attention", label="attention", short="attention", color="#1f77b4",
+                           build=_attention, reads_attention=True))
+register_method(MethodSpec(name="rollout", label="attention rollout", short="rollout", color="#17becf",
+                           build=_rollout, reads_attention=True, check=_check_rollout))
+register_method(MethodSpec(name="gradient", label="gradient × input", short="grad×input", color="#2ca02c",
+                           build=_gradient, check=_check_embedding))
+register_method(MethodSpec(name="ig", label="integrated gradients", short="IG", color="#9467bd", build=_ig,
+                           check=_check_embedding))
+register_method(MethodSpec(name="loo", label="leave-one-out", short="LOO", color="#d62728", build=_loo))
+register_method(MethodSpec(name="random", label="random", short="random", color="#7f7f7f",
+                           build=lambda model, config, query: RandomScores(), seeded=True, ranking="random"))
