@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="perturbed variants per forward pass (default: chosen from the memory budget)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     g.add_argument("--seed", type=int, default=0,
-                   help="seed of every random choice, 0..2**32-1 (chunk c uses seed + c)")
+                   help="seed of every random choice, 0..2**32-1 (example i draws from example_seed(seed, i))")
     g.add_argument("--out", required=True, metavar="DIR", help="output folder")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out: finished chunks are kept, the rest is computed")

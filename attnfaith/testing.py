@@ -84,6 +84,7 @@ has the same number of eos tokens.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import Any
 
 import torch
@@ -544,15 +545,18 @@ def plain_erasure_flip(evaluator, inputs: Any, attributions: Any = None, *, targ
 
 
 def plain_permutation_tvd(evaluator, inputs: Any, *, additional_forward_args: Any = None, mask: Any = None,
-                          tokenizer: Any = None, special_ids: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+                          tokenizer: Any = None, special_ids: Any = None,
+                          example_ids: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(tvd [B, n], permutations)`` of :meth:`attnfaith.PermutationTVD.evaluate` as a plain loop: the same
-    permutations (:func:`attnfaith.attention.real_key_permutation` from ``evaluator.seed``), then one complete
-    forward per example and permutation, alone, with the tap's ``"permute"`` intervention on the evaluator's layer;
-    NaN for a row without items."""
+    permutations, built here row by row (row ``b``: ``torch.rand(n, [H,] k_b)`` from
+    ``torch.Generator().manual_seed(example_seed(evaluator.seed, example_ids[b]))``, its ``k_b`` items put in the
+    order of those draws), then one complete forward per example and permutation, alone, with the tap's
+    ``"permute"`` intervention on the evaluator's layer; NaN for a row without items."""
     from attnfaith._inputs import call_model, probs_of
     from attnfaith._state import model_guard
-    from attnfaith.attention import AttentionTap, real_key_permutation
+    from attnfaith.attention import AttentionTap
     from attnfaith.metrics import tvd
+    from attnfaith.seeding import check_example_ids, example_seed
 
     pt = evaluator
     batch = pt.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
@@ -563,7 +567,18 @@ def plain_permutation_tvd(evaluator, inputs: Any, *, additional_forward_args: An
         layer = tap.resolve_layer(pt.layer)
         heads = tap.attention(layer).shape[1] if pt.per_head else None
         tap.capture = None
-        perms = real_key_permutation(batch.items, n, generator=torch.Generator().manual_seed(pt.seed), heads=heads)
+        ids = check_example_ids(example_ids, B)
+        T = batch.input_ids.shape[1]
+        lead = (n,) if heads is None else (n, heads)
+        perms = torch.arange(T).repeat(B, *lead, 1)  # [B, n, (H,) T]
+        items = batch.items.cpu()
+        for b in range(B):
+            real = items[b].nonzero().flatten()
+            g = torch.Generator().manual_seed(example_seed(pt.seed, ids[b]))
+            noise = torch.rand(*lead, real.numel(), generator=g)
+            for idx in itertools.product(*(range(s) for s in lead)):
+                perms[(b, *idx)][real] = real[noise[idx].argsort()]
+        perms = perms.to(batch.device)
         values = torch.full((B, n), float("nan"))
         for b in range(B):
             row = batch.index_rows(torch.tensor([b], device=batch.device))

@@ -42,6 +42,7 @@ MODULES = [
     ("attnfaith.evaluators.uniform", None),
     ("attnfaith.evaluators._variants", None),
     ("attnfaith.results", "Result helpers (strict JSON, markdown tables)"),
+    ("attnfaith.seeding", "Per-example seeds"),
     ("attnfaith.metrics", "Metrics (pure torch functions)"),
     ("attnfaith.metrics.kendall", None),
     ("attnfaith.metrics.divergence", None),

@@ -114,7 +114,8 @@ def test_evaluate_writes_every_file(finished):
 
 
 def test_results_match_direct_evaluator_calls(workdir, finished):
-    """Every number in results.json equals a direct call of the evaluator on the same chunk (chunk c: seed c)."""
+    """Every number in results.json equals a direct call of the evaluator on the same chunk (seed 0 for every chunk,
+    example_ids = the dataset indices)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from attnfaith import (ErasureFlip, GradientImportance, KendallTau, LeaveOneOut, PermutationTVD,
@@ -139,12 +140,13 @@ def test_results_match_direct_evaluator_calls(workdir, finished):
         items = enc["attention_mask"].bool() & ~enc["special_tokens_mask"].bool()
 
         kt = KendallTau(model, reference="loo").evaluate(enc)  # default: last-layer attention vs leave-one-out
-        perm = PermutationTVD(model, layer=-1, n_permutations=8, seed=c).evaluate(enc)
+        ids = list(rows)
+        perm = PermutationTVD(model, layer=-1, n_permutations=8, seed=0).evaluate(enc, example_ids=ids)
         grad = GradientImportance(model).attribute(enc)
-        ef_tok = ErasureFlip(model, level="token", erase="delete", seed=c).evaluate(enc, grad)
-        ef_rand = ErasureFlip(model, level="token", erase="delete", seed=c).evaluate(enc, "random")
-        ef_att = ErasureFlip(model, level="attention", layer=-1, seed=c).evaluate(enc, "attention")
-        single = SingleWeightErasure(model, layer=-1, seed=c).evaluate(enc)
+        ef_tok = ErasureFlip(model, level="token", erase="delete", seed=0).evaluate(enc, grad, example_ids=ids)
+        ef_rand = ErasureFlip(model, level="token", erase="delete", seed=0).evaluate(enc, "random", example_ids=ids)
+        ef_att = ErasureFlip(model, level="attention", layer=-1, seed=0).evaluate(enc, "attention", example_ids=ids)
+        single = SingleWeightErasure(model, layer=-1, seed=0).evaluate(enc, example_ids=ids)
         uni = UniformAttention(model).evaluate(enc)
         ig = integrated_gradients(model, n_steps=6).attribute(enc)
         loo = LeaveOneOut(model).attribute(enc)

@@ -163,20 +163,29 @@ def apply_interventions(
 
 
 def real_key_permutation(
-    key_mask: torch.Tensor, n: int = 1, generator: torch.Generator | None = None, heads: int | None = None
+    key_mask: torch.Tensor, n: int = 1, generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    heads: int | None = None
 ) -> torch.Tensor:
     """Random permutations of the real keys of each row, the identity on the others.
 
     ``key_mask``: BoolTensor ``[B, Tk]`` (True on keys to shuffle). Returns LongTensor ``[B, n, Tk]`` (or
     ``[B, n, heads, Tk]``) for the ``"permute"`` intervention: ``perm[b, i, k]`` is the key whose weight moves to
-    ``k``. Drawn on the CPU from ``generator`` so the same seed gives the same permutations on every device and for
-    every chunking; then moved to ``key_mask``'s device. As Jain & Wallace's ``np.random.permutation(L-2)+1``, only
-    real positions move.
+    ``k``. Drawn on the CPU, then moved to ``key_mask``'s device. ``generator``: one CPU generator per row (a list,
+    e.g. :func:`attnfaith.seeding.example_generators`; row ``b`` draws ``torch.rand(n, [heads,] k_b)`` for its ``k_b``
+    real keys, :func:`attnfaith.seeding.rand_at`, so its permutations depend on its own keys and generator only,
+    not on its batch-mates, the padding or the device), or one generator (or None) drawing ``[B, n, [heads,] Tk]``
+    for the whole batch. The permutation of a row sorts its real keys by these draws. As Jain & Wallace's
+    ``np.random.permutation(L-2)+1``, only real positions move.
     """
     km = key_mask.detach().to("cpu", torch.bool)
     B, Tk = km.shape
     shape = (B, n) + ((heads,) if heads is not None else ()) + (Tk,)
-    noise = torch.rand(shape, generator=generator)
+    if isinstance(generator, (list, tuple)):
+        from attnfaith.seeding import rand_at
+
+        noise = rand_at(km, generator, lead=shape[1:-1])
+    else:
+        noise = torch.rand(shape, generator=generator)
     # real keys get random sort keys in [0, 1); the others keep their own position as a sort key offset past 1 so
     # they sort after the real ones, then we scatter the sorted real positions back into the real slots
     pos = torch.arange(Tk).expand(shape)

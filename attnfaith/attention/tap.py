@@ -21,6 +21,9 @@ attention, which reuse ``layer_idx``) all get distinct, stable indices. ``tap.la
 Leaving the context restores the model exactly: every config's attention implementation, no hook left behind, also
 when the body raised. Taps are per thread (see "Threads" in :class:`AttentionTap`): the changes above are shared by
 the taps active on a model at the same time, made by the first and undone by the last to leave.
+
+Length: a little over 600 lines, kept in one module on purpose: the three routes share one layer counter, one
+install/restore path and one per-thread claim, and splitting them would put the restore guarantee in several places.
 """
 
 from __future__ import annotations

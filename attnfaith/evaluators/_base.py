@@ -62,7 +62,11 @@ class Evaluator:
             target: the class the attributions explain (None: the predicted class).
             max_examples_per_batch: variants per forward for this call (None: the constructor's).
             options: each evaluator's own keywords; every evaluator takes ``mask`` (BoolTensor ``[B, T]`` of the
-                scored positions), ``tokenizer`` and ``special_ids`` (where the special ids come from).
+                scored positions), ``tokenizer`` and ``special_ids`` (where the special ids come from), and
+                ``example_ids`` (LongTensor or sequence ``[B]`` of the rows' global example ids; default ``0..B-1``):
+                every random draw of row ``b`` comes from its own CPU generator seeded
+                ``example_seed(seed, example_ids[b])`` (:mod:`attnfaith.seeding`), so evaluating rows 0..9 at once
+                or as two calls on 0..4 and 5..9 with those ids gives the same per-example results.
         """
         raise NotImplementedError
 

@@ -31,6 +31,7 @@ from attnfaith.evaluators.selection import check_layer, check_query, query_index
 from attnfaith.metrics import bin_summary, jsd, tvd
 from attnfaith.nn import masked_softmax
 from attnfaith.results import fmt_number
+from attnfaith.seeding import example_generators, randn_at
 
 __all__ = ["AdversarialAttention", "AdversarialAttentionResult"]
 
@@ -119,8 +120,11 @@ class AdversarialAttention(Evaluator):
     candidates with TVD > ``accept`` are discarded, and the one with the largest ``JSD_k`` is reported: its
     ``JSD_k`` (mean over heads of the JSD of the optimised row), TVD and weights ``[H, Tk]``.
 
-    Initialisation: ``θ = log(uniform over the row's keys) + 3·N(0, 1)`` drawn on the CPU from
-    ``torch.Generator().manual_seed(seed)`` for the whole batch at once, so results do not depend on the chunking.
+    Initialisation: ``θ = log(uniform over the row's keys) + 3·N(0, 1)``, the normal draws made per example on the
+    CPU from its own generator ``torch.Generator().manual_seed(example_seed(seed, example_ids[b]))``
+    (:mod:`attnfaith.seeding`): ``torch.randn(K, H, k_b)`` for its ``k_b`` real keys (the attention mask's tokens
+    when the keys are the inputs, else the keys with a non-zero weight), in position order. So results do not
+    depend on the batch-mates, the chunking, the padding or the device.
     Examples are optimised in chunks of ``max_examples_per_batch // K`` examples (each forward holds their
     ``K`` candidates); examples never interact, so chunking does not change the result.
 
@@ -179,9 +183,11 @@ class AdversarialAttention(Evaluator):
         mask: torch.Tensor | None = None,
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
+        example_ids: Any = None,
     ) -> AdversarialAttentionResult:
         """Run the search (see :meth:`Evaluator.evaluate`); ``target`` is not used (the TVD covers every class)
-        and ``attributions`` must be None."""
+        and ``attributions`` must be None. ``example_ids``: the rows' global example ids (LongTensor or sequence
+        ``[B]``; default ``0..B-1``), which seed each row's initialisation."""
         if attributions is not None:
             raise ValueError("attributions: AdversarialAttention optimises the model's own attention and takes no "
                              "attributions (leave it None)")
@@ -189,6 +195,7 @@ class AdversarialAttention(Evaluator):
         runner = self.runner_for(max_examples_per_batch)
         model = self.model
         B, T = batch.input_ids.shape
+        gens = example_generators(self.seed, example_ids, B)
         K = self.n_candidates
         with model_guard(model), AttentionTap(model, capture=[self.layer]) as tap:
             for p in model.parameters():  # gradients w.r.t. the candidates only; model_guard restores the flags
@@ -208,8 +215,8 @@ class AdversarialAttention(Evaluator):
             row_sel = torch.zeros(B, 1, 1, Tq, 1, dtype=torch.bool, device=batch.device)
             row_sel[ar, 0, 0, q, 0] = True
 
-            gen = torch.Generator().manual_seed(self.seed)
-            noise = torch.randn((B, K, H, Tk), generator=gen).to(batch.device)
+            keys = batch.attention_mask.bool() if Tk == T else support.any(dim=1)  # [B, Tk]: the row's real keys
+            noise = randn_at(keys, gens, lead=(K, H)).to(batch.device)  # [B, K, H, Tk]
             n_keys = support.sum(dim=-1, keepdim=True).clamp_min(1).float()
             theta0 = (-torch.log(n_keys))[:, None] + 3.0 * noise  # log(uniform) + N(0, 3²)
 

@@ -324,6 +324,7 @@ class ErasureFlip(Evaluator):
         special_ids: Iterable[int] | None = None,
         name: str | None = None,
         full_curve: bool = True,
+        example_ids: Any = None,
     ) -> ErasureResult:
         """Run the erasure for one ranking.
 
@@ -342,6 +343,9 @@ class ErasureFlip(Evaluator):
             full_curve: False → stop each example at its first flip (early exit): ``n_removed``,
                 ``fraction_removed`` and ``flipped`` are unchanged, ``curve`` stops at the flip (NaN after it) and
                 ``aopc`` is NaN for flipped examples (it needs the whole curve).
+            example_ids: the rows' global example ids (LongTensor or sequence ``[B]``; default ``0..B-1``): the
+                ``"random"`` orders of row ``b`` come from the generator seeded ``example_seed(seed,
+                example_ids[b])`` (:mod:`attnfaith.seeding`).
         """
         if attributions is None:
             attributions = "attention"
@@ -349,7 +353,7 @@ class ErasureFlip(Evaluator):
         check_items(batch, "inputs")
         with model_guard(self.model):
             layers, query = self._layers_and_query(batch, attributions)
-            ranking = self._ranking(attributions, batch, target, layers, query)
+            ranking = self._ranking(attributions, batch, target, layers, query, example_ids=example_ids)
             return self._evaluate_ranking(batch, ranking, layers, max_examples_per_batch, tokenizer, name=name,
                                           full_curve=full_curve)
 
@@ -365,9 +369,11 @@ class ErasureFlip(Evaluator):
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
         full_curve: bool = True,
+        example_ids: Any = None,
     ) -> ErasureComparison:
         """Run several rankings on the same inputs: ``{"attention": "attention", "ig": lig, "random": "random"}``
-        (or a list of ranking names). Returns an :class:`ErasureComparison` (``.table``, ``.to_markdown()``)."""
+        (or a list of ranking names). Returns an :class:`ErasureComparison` (``.table``, ``.to_markdown()``).
+        ``example_ids``: as in :meth:`evaluate`."""
         if isinstance(attributions, Mapping):
             named = dict(attributions)
         elif isinstance(attributions, (list, tuple)) and all(isinstance(a, str) for a in attributions):
@@ -382,7 +388,8 @@ class ErasureFlip(Evaluator):
         with model_guard(self.model):
             for key, attr in named.items():
                 layers, query = self._layers_and_query(batch, attr)
-                ranking = self._ranking(attr, batch, target, layers, query, name=f"attributions[{key!r}]")
+                ranking = self._ranking(attr, batch, target, layers, query, name=f"attributions[{key!r}]",
+                                        example_ids=example_ids)
                 results[key] = self._evaluate_ranking(batch, ranking, layers, max_examples_per_batch, tokenizer,
                                                       name=key, full_curve=full_curve)
         return ErasureComparison(results)
@@ -404,9 +411,9 @@ class ErasureFlip(Evaluator):
         return resolve_attention_layers(self.model, batch, self.layer, self.heads, self.modules, self.query)
 
     def _ranking(self, attributions: Any, batch: Batch, target: Any, layers, query,
-                 name: str = "attributions") -> Ranking:
+                 name: str = "attributions", example_ids: Any = None) -> Ranking:
         return resolve_ranking(attributions, self.model, batch, target, layers=layers, heads=self.heads, query=query,
-                               n_random=self.n_random, seed=self.seed, name=name)
+                               n_random=self.n_random, seed=self.seed, name=name, example_ids=example_ids)
 
     def _tap(self) -> AttentionTap:
         return AttentionTap(self.model, capture=None, modules=self.modules)

@@ -174,9 +174,12 @@ class KendallTau(Evaluator):
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
         seed: int = 0,
+        example_ids: Any = None,
     ) -> KendallTauResult:
         """Kendall τ per example; see the class docstring and :meth:`Evaluator.evaluate`. ``mask``: explicit
-        BoolTensor ``[B, T]`` of positions to rank; ``seed``: of the ``"random"`` ranking."""
+        BoolTensor ``[B, T]`` of positions to rank; ``seed``: of the ``"random"`` ranking, one order per example
+        from the generator seeded ``example_seed(seed, example_ids[b])`` (:mod:`attnfaith.seeding`;
+        ``example_ids``: the rows' global example ids, LongTensor or sequence ``[B]``, default ``0..B-1``)."""
         check_seed(seed)
         batch = self.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
         if isinstance(attributions, str) and attributions not in RANKINGS:
@@ -196,7 +199,7 @@ class KendallTau(Evaluator):
             query = auto_query(layers, [len(layers) - 1])
             ranking = resolve_ranking(attributions or "attention", self.model, batch, t,
                                       layers=[len(layers) - 1], query=query, n_random=1, seed=seed,
-                                      name="attributions")
+                                      name="attributions", example_ids=example_ids)
             attr = ranking.scores[0]
         else:
             attr = attribution_scores(attributions, self.model, batch, t, name="attributions")

@@ -24,6 +24,7 @@ from attnfaith.evaluators._variants import AttentionVariants
 from attnfaith.evaluators.result import Result, bins_markdown
 from attnfaith.evaluators.selection import check_layer, check_query, resolve_query
 from attnfaith.metrics import bin_summary, tvd
+from attnfaith.seeding import example_generators
 
 __all__ = ["PermutationTVD", "PermutationTVDResult"]
 
@@ -107,9 +108,11 @@ class PermutationTVD(Evaluator):
     :class:`attnfaith.attr.AttentionAttribution` does (mean over heads of the query row ``query``; the single row of
     one-query attention such as JW's additive attention).
 
-    Permutations are drawn on the CPU from ``torch.Generator().manual_seed(seed)`` for the whole batch at once
-    (:func:`attnfaith.attention.real_key_permutation`), so the same seed gives the same permutations and results
-    whatever ``max_examples_per_batch`` and device; they are returned so any entry can be recomputed.
+    Permutations are drawn per example on the CPU (:func:`attnfaith.attention.real_key_permutation`): row ``b``
+    draws ``torch.rand(n_permutations, [H,] k_b)`` for its ``k_b`` items from its own generator,
+    ``torch.Generator().manual_seed(example_seed(seed, example_ids[b]))`` (:mod:`attnfaith.seeding`), so the same
+    seed and example id give the same permutations and results whatever the batch-mates, ``max_examples_per_batch``,
+    padding and device; they are returned so any entry can be recomputed.
 
     Args:
         model: any model :class:`attnfaith.AttentionTap` reaches.
@@ -164,9 +167,11 @@ class PermutationTVD(Evaluator):
         mask: torch.Tensor | None = None,
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
+        example_ids: Any = None,
     ) -> PermutationTVDResult:
         """Run the permutations (see the class docstring and :meth:`Evaluator.evaluate`); ``target`` is not used
-        and ``attributions`` must be None."""
+        and ``attributions`` must be None. ``example_ids``: the rows' global example ids (LongTensor or sequence
+        ``[B]``; default ``0..B-1``), which seed each row's permutations."""
         if attributions is not None:
             raise ValueError("attributions: PermutationTVD permutes the model's own attention and takes no "
                              "attributions (leave it None)")
@@ -174,6 +179,7 @@ class PermutationTVD(Evaluator):
         runner = self.runner_for(max_examples_per_batch)
         model = self.model
         B, T = batch.input_ids.shape
+        gens = example_generators(self.seed, example_ids, B)
         n = self.n_permutations
         with model_guard(model), torch.inference_mode(), AttentionTap(model, capture=[self.layer]) as tap:
             if not tap.layers:
@@ -190,8 +196,7 @@ class PermutationTVD(Evaluator):
                     )
                 p0 = probs_of(logits)
                 H = att.shape[1]
-                gen = torch.Generator().manual_seed(self.seed)
-                perms = real_key_permutation(batch.items, n, generator=gen, heads=H if self.per_head else None)
+                perms = real_key_permutation(batch.items, n, generator=gens, heads=H if self.per_head else None)
                 flat = perms.reshape(B * n, *perms.shape[2:])
                 rows = torch.arange(B, device=batch.device).repeat_interleave(n)
                 tap.capture = None

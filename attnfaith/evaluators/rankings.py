@@ -18,9 +18,12 @@
       ``α · ∂p/∂α`` (Serrano & Smith's "grad×attn"), :class:`attnfaith.AttentionXGradient`.
   ``"random"``
       ``n_random`` (default 5, Serrano & Smith's ``num_rand_samples_to_take``) seeded random orders of the items:
-      i.i.d. ``U[0, 1)`` scores (:func:`attnfaith.metrics.random_scores`) drawn on the CPU from
-      ``torch.Generator().manual_seed(seed)``, one ``[B, T]`` draw per order, then moved to the device, so the orders
-      do not depend on the device or on chunking. How an evaluator averages over the orders is documented with it.
+      i.i.d. ``U[0, 1)`` scores (:func:`attnfaith.metrics.random_scores`) drawn per example on the CPU from the
+      example's own generator (:func:`attnfaith.seeding.example_generators`: seed
+      ``example_seed(seed, example_ids[b])``): order ``r`` of row ``b`` is the ``r``-th draw of ``k_b`` values
+      (``k_b`` = the row's items, in position order), then moved to the device. So the orders of an example do not
+      depend on its batch-mates, the chunking, the padding or the device. How an evaluator averages over the
+      orders is documented with it.
 
 Which query row the attention-based names read (``query="auto"``, :func:`attnfaith.evaluators.selection.auto_query`):
 the row of the token the classifier reads, i.e. ``"last"`` (the last real token) when a chosen layer is causal or
@@ -40,6 +43,7 @@ from attnfaith._inputs import Batch, call_model, check_target, resolve_target
 from attnfaith.attr.attention import AttentionAttribution, AttentionGradient, AttentionXGradient
 from attnfaith.evaluators._base import attribution_scores
 from attnfaith.metrics import random_scores
+from attnfaith.seeding import check_example_ids, example_generators
 
 __all__ = ["RANKINGS", "Ranking", "resolve_ranking", "ranking_label", "heads_for_reduction"]
 
@@ -93,14 +97,19 @@ def resolve_ranking(
     n_random: int = 5,
     seed: int = 0,
     name: str = "attributions",
+    example_ids: Any = None,
 ) -> Ranking:
     """Resolve ``attributions`` (see the module docstring) to :class:`Ranking` scores for ``batch``.
+
+    ``seed`` and ``example_ids`` (the rows' global example ids, default ``0..B-1``): the ``"random"`` ranking's
+    per-example generators.
 
     ``layers`` (resolved, non-negative layer indices) is needed for the attention-based names only. ``target`` is
     passed to the attribution (None: the predicted class). ``ValueError`` naming ``name`` for an unknown name, a
     wrong shape or NaN/inf at a scored position.
     """
     check_target(target)
+    check_example_ids(example_ids, batch.size)
     if isinstance(attributions, str):
         key = attributions
         if key not in RANKINGS:
@@ -109,9 +118,9 @@ def resolve_ranking(
                 f"got {attributions!r}"
             )
         if key == "random":
-            g = torch.Generator().manual_seed(int(seed))
+            gens = example_generators(int(seed), example_ids, batch.size)
             items_cpu = batch.items.detach().to("cpu")
-            scores = [random_scores(items_cpu, generator=g).to(batch.device) for _ in range(int(n_random))]
+            scores = [random_scores(items_cpu, generator=gens).to(batch.device) for _ in range(int(n_random))]
             return Ranking("random", scores, random=True)
         if not layers:
             raise ValueError(f"{name}={key!r} needs at least one attention layer")

@@ -14,7 +14,8 @@ the original (``get_js_div_of_dists``: softmax of the logits, natural log, compu
 
 Deliberate difference: Serrano & Smith draw ``random.randint(1, len−1)`` and use it directly as a *sequence position*,
 which can coincide with ``i*``. Here ``r`` really is never ``i*``: it is the argmax of i.i.d. ``U[0, 1)`` draws
-(``torch.Generator().manual_seed(seed)``, on the CPU, then moved to the device) over the items other than ``i*``.
+drawn per example on the CPU for its items from its own generator (``example_seed(seed, example_ids[b])``,
+:mod:`attnfaith.seeding`), then moved to the device, over the items other than ``i*``.
 Examples with a single item have no random variant (``random_index = −1``, ``js_random = NaN``,
 ``flip_random = False``) and, as in Serrano & Smith's ``get_vsrand_2x2_decflip_jointdist`` (``seq_len > 1``), are
 left out of the 2×2 table and of the means over the random variant.
@@ -38,6 +39,7 @@ from attnfaith.evaluators.result import Result
 from attnfaith.evaluators.selection import check_heads, check_layers, check_query, resolve_attention_layers
 from attnfaith.metrics import descending_order, js_from_logits, jsd
 from attnfaith.results import markdown_table
+from attnfaith.seeding import check_example_ids, example_generators, rand_at
 
 __all__ = ["SingleWeightErasure", "SingleWeightResult", "output_js"]
 
@@ -187,11 +189,15 @@ class SingleWeightErasure(Evaluator):
         self.query = check_query(query)
         self.modules = list(modules) if modules is not None else None
 
-    def random_items(self, items: torch.Tensor, top: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def random_items(self, items: torch.Tensor, top: torch.Tensor,
+                     example_ids: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(random_index [B], has_random [B])``: one item per row drawn uniformly among ``items`` other than
-        ``top``, from ``U[0, 1)`` draws on the CPU seeded with ``self.seed``; −1 where there is no other item."""
+        ``top``: row ``b`` draws ``U[0, 1)`` values for its ``k_b`` items (in position order) on the CPU from
+        ``torch.Generator().manual_seed(example_seed(self.seed, example_ids[b]))`` (:mod:`attnfaith.seeding`;
+        ``example_ids`` default ``0..B-1``) and takes the item other than ``top`` with the largest; −1 where there
+        is no other item."""
         B, T = items.shape
-        u = torch.rand(B, T, generator=torch.Generator().manual_seed(self.seed)).to(items.device)
+        u = rand_at(items, example_generators(self.seed, example_ids, B)).to(items.device)
         pos = torch.arange(T, device=items.device)
         cand = items & (pos[None, :] != top[:, None])
         has = cand.any(-1)
@@ -209,24 +215,29 @@ class SingleWeightErasure(Evaluator):
         mask: torch.Tensor | None = None,
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
+        example_ids: Any = None,
     ) -> SingleWeightResult:
         """Run the test (see :meth:`Evaluator.evaluate`). ``attributions`` chooses ``i*`` (None or ``"attention"``:
         the highest attention weight of the evaluator's layer); any ranking :class:`attnfaith.ErasureFlip` accepts
-        works (``"random"`` uses one order seeded with ``seed + 1``, independent of the random item's draw)."""
+        works (``"random"`` uses one order per example seeded with ``example_seed(seed + 1, example_ids[b])``,
+        independent of the random item's draw). ``example_ids``: the rows' global example ids (LongTensor or
+        sequence ``[B]``; default ``0..B-1``)."""
         if attributions is None:
             attributions = "attention"
         batch = self.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
         check_items(batch, "inputs")
         model = self.model
         B, T = batch.input_ids.shape
+        ids = check_example_ids(example_ids, B)
         device = batch.device
         with model_guard(model):
             layers, query = resolve_attention_layers(model, batch, self.layer, self.heads, self.modules, self.query)
             ranking = resolve_ranking(attributions, model, batch, target, layers=layers, heads=self.heads,
-                                      query=query, n_random=1, seed=self.seed + 1, name="attributions")
+                                      query=query, n_random=1, seed=self.seed + 1, name="attributions",
+                                      example_ids=ids)
             scores = ranking.scores[0]
             top = descending_order(scores, batch.items).order[:, 0]
-            rand, has = self.random_items(batch.items, top)
+            rand, has = self.random_items(batch.items, top, ids)
             # variants: B "top" variants, then one "random" variant per example that has one
             v_rows = torch.cat([torch.arange(B, device=device), has.nonzero().flatten()])
             v_pos = torch.cat([top, rand[has]])

@@ -31,6 +31,7 @@ from attnfaith.evaluators.result import Result
 from attnfaith.evaluators.selection import check_heads, check_layers, resolve_attention_layers
 from attnfaith.metrics import jsd, tvd
 from attnfaith.results import markdown_table
+from attnfaith.seeding import check_example_ids
 
 __all__ = ["UniformAttention", "UniformAttentionResult"]
 
@@ -140,14 +141,17 @@ class UniformAttention(Evaluator):
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
         labels: Any = None,
+        example_ids: Any = None,
     ) -> UniformAttentionResult:
         """Run the model with its own and with uniform attention (see :meth:`Evaluator.evaluate`). ``labels``:
         optional ``[B]`` gold classes (accuracy before and after). ``target`` is not used (the distances cover every
-        class) and ``attributions`` must be None (the attention itself is replaced)."""
+        class) and ``attributions`` must be None (the attention itself is replaced). ``example_ids`` is accepted
+        (and checked) as by every evaluator; nothing here is random."""
         if attributions is not None:
             raise ValueError("attributions: UniformAttention replaces the model's own attention and takes no "
                              "attributions (leave it None; gold labels go in labels=)")
         batch = self.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
+        check_example_ids(example_ids, batch.size)
         B, T = batch.input_ids.shape
         device = batch.device
         if labels is not None:

@@ -18,7 +18,7 @@ Conventions shared with the rest of :mod:`attnfaith.metrics`:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -163,7 +163,7 @@ def topk_mask(
 
 def random_scores(
     mask: Tensor,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Uniform random scores for random-ranking baselines.
@@ -171,14 +171,20 @@ def random_scores(
     Definition: i.i.d. ``U[0, 1)`` draws at every position (drawn for the full
     ``mask.shape`` with ``torch.rand(..., generator=generator)``, so a given seed
     gives the same values whatever the mask), set to ``0`` at masked-out
-    positions.  ``descending_order(random_scores(mask, g), mask).order`` is a
+    positions. With one generator per row (a list of CPU generators, e.g.
+    :func:`attnfaith.seeding.example_generators`, for a ``[B, T]`` mask), row ``b``
+    draws ``torch.rand(k_b, generator=generator[b])`` for its ``k_b`` valid
+    positions only, in increasing position order (:func:`attnfaith.seeding.rand_at`):
+    the values then depend on the row's own valid positions and generator, not on
+    its batch-mates, the padding or the device.  ``descending_order(random_scores(mask, g), mask).order`` is a
     uniformly random permutation of each row's valid positions (ties have
     probability ~0), the "random order" baseline of Serrano & Smith (2019).
 
     Args:
         mask: ``[B, T]`` or ``[T]`` bool (or 0/1 integer) mask, True = valid.
         generator: a ``torch.Generator`` on ``mask.device`` for reproducibility;
-            ``None`` uses torch's global RNG.
+            ``None`` uses torch's global RNG; or a sequence of ``B`` CPU generators,
+            one per row (the result is moved to ``mask.device``).
         dtype: floating dtype of the result (default ``float32``).
 
     Returns:
@@ -188,6 +194,17 @@ def random_scores(
     if not dtype.is_floating_point:
         raise TypeError(f"`dtype` must be a floating dtype, got {dtype}")
     m = as_bool_mask(mask, mask)
+    if isinstance(generator, (list, tuple)):
+        if m.dim() != 2 or len(generator) != m.shape[0]:
+            raise ValueError(
+                f"`generator`: one generator per row of a [B, T] mask expected, got {len(generator)} for a mask "
+                f"of shape {tuple(m.shape)}"
+            )
+        if not all(isinstance(g, torch.Generator) for g in generator):
+            raise TypeError("`generator` must hold torch.Generator objects")
+        from attnfaith.seeding import rand_at
+
+        return rand_at(m, generator, dtype=dtype)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
             f"`generator` must be a torch.Generator or None, got {type(generator).__name__}"

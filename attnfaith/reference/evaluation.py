@@ -17,6 +17,10 @@ and attention rollout):
   (:func:`erasure_section` compares them on the instances where every ranking flipped);
 * :class:`attnfaith.evaluators.UniformAttention` (Wiegreffe & Pinter: uniform attention at inference).
 
+Seeds: every evaluator gets ``seed=cfg.seed`` and, as ``example_ids``, the index of each row in the test split, so a
+test row's random draws (permutations, random item, random orders) are the same whatever chunk, ``limit`` or
+``eval_batch_size`` it is evaluated with (:mod:`attnfaith.seeding`).
+
 :func:`serrano_smith_findings` checks SS's qualitative claims on the numbers; :func:`kendall_summaries` is Table 2
 alone (the other seeds' models, the slow test).
 """
@@ -144,6 +148,7 @@ def evaluate_test_split(cfg: ReplicationConfig, tm: TrainedModel, test: TextData
 
     for ci, chunk in enumerate(chunks):
         labels = torch.tensor([test.labels[i] for i in chunk])
+        ids = [int(i) for i in chunk]  # the rows' indices in the test split: their random draws' example ids
         inputs, afa = tm.encode([test.texts[i] for i in chunk])
         grad = clock("gradient", lambda: grad_attr.attribute(inputs, additional_forward_args=afa))
         loo = clock("loo", lambda: loo_attr.attribute(inputs, additional_forward_args=afa))
@@ -157,13 +162,14 @@ def evaluate_test_split(cfg: ReplicationConfig, tm: TrainedModel, test: TextData
                 p[key].append(clock("kendall", lambda: KendallTau(model, reference=ref).evaluate(
                     inputs, attributions=scores, additional_forward_args=afa)))
             p["swe"].append(clock("single", lambda: single.evaluate(
-                inputs, attributions=scores, additional_forward_args=afa)))
+                inputs, attributions=scores, additional_forward_args=afa, example_ids=ids)))
         rankings.update({"gradient": "gradient", "attention_x_gradient": "attention_x_gradient",
                          "leave_one_out": loo, "random": "random"})
         for lv in levels:
             erasure_parts[lv].append(clock("erasure", lambda: erasers[lv].compare(
-                inputs, rankings, additional_forward_args=afa)))
-        perm_parts.append(clock("permutation", lambda: permutation.evaluate(inputs, additional_forward_args=afa)))
+                inputs, rankings, additional_forward_args=afa, example_ids=ids)))
+        perm_parts.append(clock("permutation", lambda: permutation.evaluate(inputs, additional_forward_args=afa,
+                                                                            example_ids=ids)))
         uni_parts.append(clock("uniform", lambda: uniform.evaluate(
             inputs, labels=labels, additional_forward_args=afa)))
         done = sum(len(c) for c in chunks[: ci + 1])

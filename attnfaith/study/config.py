@@ -58,7 +58,8 @@ class EvaluationConfig:
             evaluators.
         batch_size: examples per chunk (one forward of the originals; the variants of a chunk run in forwards of
             ``variants_per_forward``).
-        seed: base seed, an integer in ``0 .. 2**32 - 1`` (chunk ``c`` uses ``seed + c``).
+        seed: the run's seed, an integer in ``0 .. 2**32 - 1``; example ``i`` (dataset index) draws from the
+            generator seeded ``example_seed(seed, i)`` (:mod:`attnfaith.seeding`), whatever its chunk.
         max_length: tokenizer truncation: at most the positions the model takes
             (:func:`attnfaith.attention.forward_args.max_positions`).
         permutations: permutations per example (Jain & Wallace: 100).

@@ -58,7 +58,8 @@ class MethodSpec:
         build: ``build(model, config, query) -> attribution``: an object with ``attribute_batch(batch, target)``
             returning ``[B, T]`` scores (``query``: the attention row the classifier reads, see
             :func:`attnfaith.evaluators.selection.auto_query`). Built once per run.
-        seeded: ``attribute_batch`` also takes ``seed=`` (the chunk's seed).
+        seeded: ``attribute_batch`` also takes ``seed=`` (the run's seed) and ``example_ids=`` (the examples'
+            dataset indices): row ``b`` draws from :func:`attnfaith.seeding.example_generators`.
         ranking: what evaluators that rank tokens get instead of the scores (a ranking name of
             :data:`attnfaith.evaluators.RANKINGS`, e.g. ``"random"``), or None: the scores.
         reads_attention: needs a reachable attention layer (skipped, with a note, on a model without one).
@@ -201,7 +202,11 @@ class ChunkContext:
         inputs: the tokenizer's output for the chunk (``input_ids``, ``attention_mask``, ...).
         batch: the normalised :class:`attnfaith._inputs.Batch`; ``items``: its items on the CPU.
         labels: the gold labels of the chunk, or None.
-        seed: the chunk's seed (``config.seed + chunk index``).
+        seed: the run's seed (``config.seed``, the same for every chunk).
+        example_ids: the dataset index of each example of the chunk (``[B]`` ints): every random draw of an
+            example comes from the generator seeded ``example_seed(seed, example_ids[b])``
+            (:mod:`attnfaith.seeding`), so pass both to every evaluator or method that draws
+            (``seed=ctx.seed`` and ``evaluate(..., example_ids=ctx.example_ids)``). None: ``0..B-1``.
         methods: the methods that run (the configured ones less the skipped); ``scores``: their ``[B, T]`` scores.
         skipped: ``{name: reason}`` of what does not apply to the model.
     """
@@ -216,6 +221,7 @@ class ChunkContext:
     methods: list[str]
     scores: dict[str, "torch.Tensor"]
     skipped: Mapping[str, str]
+    example_ids: list[int] | None = None
 
     @property
     def variants_per_forward(self) -> int | None:

@@ -7,8 +7,11 @@ chunk to ``DIR/partial.jsonl`` (:mod:`attnfaith.study.state`: an interrupted run
 finished chunks), then writes ``DIR/results.json``, ``DIR/report.md`` (:mod:`attnfaith.study.report`) and
 ``DIR/figures/*.png`` (:mod:`attnfaith.study.plots`).
 
-Chunks: ``batch_size`` examples each, in order; chunk ``c`` uses the seed ``seed + c`` for every random choice, so a
-run with one chunk reproduces direct calls of the evaluators with ``seed=seed``.
+Chunks: ``batch_size`` examples each, in order. Seeds: every chunk gets the run's ``seed`` and the dataset index of
+each of its examples as ``example_ids``; every random draw of example ``i`` comes from the CPU generator seeded
+``example_seed(seed, i)`` (:mod:`attnfaith.seeding`). So the numbers do not depend on ``batch_size``, on the chunk
+(or shard) an example lands in, or on the device (beyond float tolerance), and a run reproduces direct calls of the
+evaluators with ``seed=seed, example_ids=<dataset indices>``.
 """
 
 from __future__ import annotations
@@ -87,17 +90,20 @@ class ChunkRunner:
         if bar is not None:
             bar.update(n)
 
-    def scores(self, method: str, batch: Any, seed: int) -> torch.Tensor:
-        """``[B, T]`` scores of ``method`` on the batch (float, detached)."""
-        options = {"seed": seed} if self.method_specs[method].seeded else {}
+    def scores(self, method: str, batch: Any, seed: int, example_ids: Sequence[int]) -> torch.Tensor:
+        """``[B, T]`` scores of ``method`` on the batch (float, detached); a seeded method gets ``seed`` and the
+        examples' ``example_ids``."""
+        options = {"seed": seed, "example_ids": list(example_ids)} if self.method_specs[method].seeded else {}
         return self.attributions[method].attribute_batch(batch, None, **options).detach().float()
 
     def run(self, index: int, indices: Sequence[int], texts: Sequence[str], labels: Sequence[int] | None,
             rationales: Sequence[Sequence[int]] | None) -> dict[str, Any]:
-        """Chunk ``index`` (the examples ``indices`` of the run): ``{"kind": "chunk", "index", "seed", "examples":
-        [record, ...], "timings": {stage: seconds}}`` (see :mod:`attnfaith.study.records`)."""
+        """Chunk ``index`` (the examples ``indices`` of the run, their dataset indices): ``{"kind": "chunk",
+        "index", "examples": [record, ...], "timings": {stage: seconds}}`` (see :mod:`attnfaith.study.records`).
+        Random draws: the run's seed and each example's dataset index (see the module docstring)."""
         config, model = self.config, self.model
-        seed = config.seed + index
+        seed = config.seed
+        example_ids = [int(i) for i in indices]
         timings: dict[str, float] = {}
         enc = encode_texts(self.tokenizer, texts, config.max_length)
         batch = prepare_batch(model, enc.inputs, device=model_device(model))
@@ -115,14 +121,15 @@ class ChunkRunner:
         scores: dict[str, torch.Tensor] = {}
         for m in self.methods:
             t0 = time.perf_counter()
-            scores[m] = self.scores(m, batch, seed)
+            scores[m] = self.scores(m, batch, seed, example_ids)
             timings[f"method:{m}"] = time.perf_counter() - t0
             records.add_method_scores(examples, m, scores[m].cpu(), items, gold)
             self._tick(f"method {m}", batch.size)
 
         ctx = registry.ChunkContext(model=model, config=config, inputs=enc.inputs, batch=batch, items=items,
                                     labels=None if labels is None else list(labels), seed=seed,
-                                    methods=self.methods, scores=scores, skipped=self.skipped)
+                                    methods=self.methods, scores=scores, skipped=self.skipped,
+                                    example_ids=example_ids)
         has_items = bool((items.sum(-1) > 0).all())
         for e in self.evaluators:
             spec = registry.evaluator_spec(e)
@@ -136,7 +143,7 @@ class ChunkRunner:
                         registry.put_record(example, path, rec)
             timings[f"evaluator:{e}"] = time.perf_counter() - t0
             self._tick(f"evaluator {e}", batch.size)
-        return {"kind": "chunk", "index": index, "seed": seed, "examples": examples, "timings": timings}
+        return {"kind": "chunk", "index": index, "examples": examples, "timings": timings}
 
 
 def _check_labels(model: nn.Module, labels: Sequence[int], n_texts: int) -> list[int]:

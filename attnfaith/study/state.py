@@ -39,8 +39,10 @@ STATE_FILE = "partial.jsonl"
 RESULTS_FILE = "results.json"
 #: the lock file of an output folder (empty; held with an OS lock while a run writes the folder)
 LOCK_FILE = ".lock"
-#: format 2: every line carries ``sha256`` (:func:`record_sha256`); the fingerprint covers weights and tokenizer
-STATE_FORMAT = "attnfaith.partial/2"
+#: format 2: every line carries ``sha256`` (:func:`record_sha256`); the fingerprint covers weights and tokenizer.
+#: format 3: per-example seeds (:mod:`attnfaith.seeding`) instead of one seed per chunk: older chunks drew other
+#: random numbers and are not resumed
+STATE_FORMAT = "attnfaith.partial/3"
 RESULTS_FORMAT = "attnfaith.results/1"
 
 

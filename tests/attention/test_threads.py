@@ -26,14 +26,6 @@ _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwar
                "_forward_pre_hooks_with_kwargs", "_backward_hooks")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread each (two Python threads share the 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def model_state(model: nn.Module) -> tuple:
     """What must be as found after concurrent use: attention implementations, hooks and instance ``forward``

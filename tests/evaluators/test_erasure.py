@@ -24,14 +24,6 @@ LEVELS = [("attention", "delete"), ("token", "delete"), ("token", "mask")]
 _MODELS: dict = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is ~10x faster than two on a shared 2-core machine (no spin contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _model(arch):
     if arch not in _MODELS:

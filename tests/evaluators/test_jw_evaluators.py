@@ -327,7 +327,8 @@ def test_adversarial_reaches_ln2_when_attention_feeds_nothing():
     model = AttentionFeedsNothing()
     ids = torch.tensor([[5, 9, 11, 7, 13, 21, 0, 0], [4, 8, 12, 16, 20, 24, 28, 6]])
     batch = {"input_ids": ids, "attention_mask": (ids != 0).long()}
-    res = AdversarialAttention(model, steps=150, seed=0).evaluate(batch)
+    # JW's 500 steps: within 0.01 of the bound from any random start (seeds 0-3 checked); 150 steps did only for some
+    res = AdversarialAttention(model, steps=500, seed=0).evaluate(batch)
     assert res.weights.shape == (2, 1, 8) and res.original.shape == (2, 1, 8)
     assert (res.jsd >= 0.6).all(), res.jsd
     # JSD is convex in the candidate: its maximum over distributions is at a one-hot; the search gets within 0.01

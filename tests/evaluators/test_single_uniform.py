@@ -16,14 +16,6 @@ from attnfaith.reference.models import AverageAttentionClassifier
 from attnfaith.testing import special_token_ids, tiny_batch, tiny_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is much faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def bert():

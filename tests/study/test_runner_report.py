@@ -112,3 +112,32 @@ def test_reference_model_skips_rollout_unless_named(tmp_path):
         run_evaluation(model, vocab, ["the good day"], None, "attention,rollout", "erasure", tmp_path / "b",
                        progress=False, figures=False, strict_methods=True)
     json.loads((tmp_path / "a" / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+
+
+def test_numbers_do_not_depend_on_batch_size(tiny, tmp_path):
+    """Per-example seeds: the same run in chunks of 3 and of 8 writes the same numbers (random methods and
+    evaluators included); only the configuration's batch_size differs."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_runs", Path(__file__).resolve().parents[2] / "benchmarks" / "compare_runs.py")
+    compare_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_runs)
+
+    model, tok = tiny
+    texts = ["good day", "the bad river runs", "a great and wonderful day", "poor", "bad bad good",
+             "the river is awful today", "superb", "dreadful day by the river", "fine", "good good day river"]
+    labels = [1, 0, 1, 0, 0, 0, 1, 0, 1, 1]
+    runs = {}
+    for bs in (3, 8):
+        runs[bs] = run_evaluation(model, tok, texts, labels, "attention,random,gradient",
+                                  "kendall,erasure,permutation,single,adversarial", tmp_path / f"bs{bs}",
+                                  progress=False, figures=False, batch_size=bs, seed=5, permutations=6,
+                                  adversarial_steps=2)
+    assert runs[3]["config"]["batch_size"] == 3 and runs[8]["config"]["batch_size"] == 8
+    diffs = list(compare_runs.differences(runs[3], runs[8], rtol=0.0, atol=1e-6))
+    assert diffs == ["/config/batch_size: 3 != 8"], diffs[:10]
+    # the random parts were exercised
+    ex = runs[3]["examples"][4]
+    assert ex["permutation"]["median_tvd"] is not None and "random" in ex["erasure_token"]

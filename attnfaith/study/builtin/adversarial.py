@@ -21,7 +21,7 @@ def _run(ctx: ChunkContext) -> Iterator[tuple[tuple[str, ...], Any]]:
     config = ctx.config
     yield ("adversarial",), AdversarialAttention(ctx.model, layer=config.layer, steps=config.adversarial_steps,
                                                  seed=ctx.seed, max_examples_per_batch=ctx.variants_per_forward
-                                                 ).evaluate(ctx.inputs)
+                                                 ).evaluate(ctx.inputs, example_ids=ctx.example_ids)
 
 
 def adversarial_violin(run: Mapping[str, Any], path: Path) -> bool:

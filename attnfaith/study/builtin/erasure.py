@@ -37,7 +37,8 @@ def _run(ctx: ChunkContext) -> Iterator[tuple[tuple[str, ...], Any]]:
         ef = ErasureFlip(ctx.model, level=level, layer=config.layer, erase="delete", n_random=config.n_random,
                          seed=ctx.seed, max_examples_per_batch=ctx.variants_per_forward)
         for m in ctx.methods:
-            yield (f"erasure_{level}", m), ef.evaluate(ctx.inputs, attributions=ctx.attribution(m), name=m)
+            yield (f"erasure_{level}", m), ef.evaluate(ctx.inputs, attributions=ctx.attribution(m), name=m,
+                                                       example_ids=ctx.example_ids)
 
 
 def _metrics(level: str, what: str) -> tuple[Metric, ...]:

@@ -9,7 +9,8 @@ gradient    :class:`attnfaith.attr.gradient.GradientImportance`: ``|∇ŷ·e|`` 
 ig          :class:`attnfaith.attr.ig.EmbeddingIntegratedGradients` (Captum ``LayerIntegratedGradients`` over the
             token embedding, pad-token baseline)
 loo         :class:`attnfaith.attr.loo.LeaveOneOut`: TVD of the output when the token is deleted (Jain & Wallace)
-random      seeded ``U[0, 1)`` scores: the first of the Serrano & Smith random orders that the erasure test uses;
+random      seeded ``U[0, 1)`` scores (per example: ``example_seed(seed, dataset index)``, :mod:`attnfaith.seeding`):
+            the first of the Serrano & Smith random orders that the erasure test uses;
             evaluators that rank tokens get the ranking ``"random"`` (all of its orders) instead
 ==========  ====================================================================================================
 """
@@ -29,14 +30,17 @@ __all__ = ["RandomScores"]
 
 class RandomScores:
     """Seeded ``U[0, 1)`` scores on the items (0 elsewhere): the first of the random orders
-    :class:`attnfaith.ErasureFlip` draws with the same seed (:func:`attnfaith.metrics.random_scores` with a CPU
-    ``torch.Generator`` seeded with ``seed``, moved to the batch's device)."""
+    :class:`attnfaith.ErasureFlip` draws with the same seed and example ids (:func:`attnfaith.metrics.random_scores`
+    with one CPU generator per row, :func:`attnfaith.seeding.example_generators` ``(seed, example_ids)``; default
+    ids ``0..B-1``; moved to the batch's device)."""
 
-    def attribute_batch(self, batch: Any, target: Any = None, *, seed: int = 0) -> torch.Tensor:
+    def attribute_batch(self, batch: Any, target: Any = None, *, seed: int = 0,
+                        example_ids: Any = None) -> torch.Tensor:
         from attnfaith.metrics import random_scores
+        from attnfaith.seeding import example_generators
 
-        g = torch.Generator().manual_seed(int(seed))
-        return random_scores(batch.items.detach().to("cpu"), generator=g).to(batch.device)
+        gens = example_generators(int(seed), example_ids, batch.size)
+        return random_scores(batch.items.detach().to("cpu"), generator=gens).to(batch.device)
 
 
 def _attention(model: nn.Module, config: Any, query: str) -> Any:

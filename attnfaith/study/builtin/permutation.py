@@ -25,7 +25,7 @@ def _run(ctx: ChunkContext) -> Iterator[tuple[tuple[str, ...], Any]]:
     config = ctx.config
     yield ("permutation",), PermutationTVD(ctx.model, layer=config.layer, n_permutations=config.permutations,
                                            seed=ctx.seed, max_examples_per_batch=ctx.variants_per_forward
-                                           ).evaluate(ctx.inputs)
+                                           ).evaluate(ctx.inputs, example_ids=ctx.example_ids)
 
 
 def _mean(values: list[float | None]) -> float | None:

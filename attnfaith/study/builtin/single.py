@@ -22,7 +22,7 @@ def _run(ctx: ChunkContext) -> Iterator[tuple[tuple[str, ...], Any]]:
 
     yield ("single",), SingleWeightErasure(ctx.model, layer=ctx.config.layer, seed=ctx.seed,
                                            max_examples_per_batch=ctx.variants_per_forward
-                                           ).evaluate(ctx.inputs, "attention")
+                                           ).evaluate(ctx.inputs, "attention", example_ids=ctx.example_ids)
 
 
 def _with_random(key: str, as_float: bool = False):
