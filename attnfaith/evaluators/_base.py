@@ -3,19 +3,22 @@ attribution resolution and the checks of common arguments."""
 
 from __future__ import annotations
 
+import inspect
+
 from typing import Any, Iterable
 
 import torch
 from torch import nn
 
 from attnfaith._inputs import Batch, call_model, prepare_batch
+from attnfaith.attention.forward_args import POSITIONAL_MEANING
 from attnfaith.attention.model_facts import input_embedding_module, model_device
 from attnfaith.attr._base import reduce_attention
 from attnfaith.engine import VariantRunner
 from attnfaith.evaluators.result import Result
 from attnfaith.metrics import max_over_items
 
-__all__ = ["Evaluator", "attribution_scores", "check_items", "check_seed", "max_attention_of"]
+__all__ = ["Evaluator", "attribution_scores", "captum_forward_args", "check_items", "check_seed", "max_attention_of"]
 
 
 class Evaluator:
@@ -147,10 +150,9 @@ def attribution_scores(attributions: Any, model: nn.Module, batch: Batch, target
     elif hasattr(attributions, "attribute_batch"):
         scores = attributions.attribute_batch(batch, target)
     elif hasattr(attributions, "attribute"):
-        extra = tuple(batch.token_args.values()) + tuple(batch.row_args.values())
         first = _input_embeddings(model, batch) if _takes_embeddings(attributions) else batch.input_ids
         scores = attributions.attribute(first, target=target,
-                                        additional_forward_args=(batch.attention_mask,) + extra)
+                                        additional_forward_args=captum_forward_args(attributions, batch))
         if isinstance(scores, tuple):
             scores = scores[0]
     elif isinstance(attributions, str):
@@ -178,6 +180,30 @@ def attribution_scores(attributions: Any, model: nn.Module, batch: Batch, target
     if not torch.isfinite(scores[batch.items]).all():
         raise ValueError(f"{name} contains NaN or inf at scored positions")
     return scores
+
+
+def captum_forward_args(attributions: Any, batch: Batch) -> tuple:
+    """The ``additional_forward_args`` a Captum attribution is called with, so that its ``forward_func`` gets
+    exactly what its signature takes: the batch's attention mask, token type ids and position ids, in that order
+    (:data:`attnfaith.attention.forward_args.POSITIONAL_MEANING`), as many as the function takes after its inputs
+    (all of them for ``*args``), trailing ones the batch does not have left out. A user's
+    ``forward = lambda ids, mask: ...`` gets ``(mask,)`` even for a tokenizer batch with ``token_type_ids``."""
+    values = [batch.attention_mask, *(batch.token_args.get(n) for n in POSITIONAL_MEANING[1:])]
+    inner = getattr(attributions, "attribution_method", attributions)  # NoiseTunnel wraps another method
+    forward = getattr(inner, "forward_func", None)
+    capacity = len(values)
+    if callable(forward):
+        try:
+            params = list(inspect.signature(forward).parameters.values())
+        except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+            params = []
+        if params and not any(p.kind == p.VAR_POSITIONAL for p in params):
+            positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            capacity = max(len(positional) - 1, 0)
+    args = values[:capacity]
+    while args and args[-1] is None:
+        args.pop()
+    return tuple(args)
 
 
 def _takes_embeddings(attributions: Any) -> bool:
