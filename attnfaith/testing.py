@@ -93,6 +93,7 @@ from torch import nn
 __all__ = [
     "ARCHITECTURES",
     "reinit",
+    "to_float64",
     "DECODER_ARCHITECTURES",
     "ENCODER_DECODER_ARCHITECTURES",
     "PAD_ID",
@@ -363,6 +364,22 @@ def reinit(model: nn.Module, std: float, bias_std: float = 0.02) -> None:
     for param in model.parameters():
         if id(param) not in done:
             fill(param, "normal", std if param.dim() >= 2 else bias_std)
+
+
+def to_float64(model: nn.Module) -> nn.Module:
+    """``model`` in float64, for finite-difference checks. transformers' RMSNorm casts to float32 internally (too
+    coarse for a finite difference): those modules get the same computation in float64."""
+    import types
+
+    model = model.double()
+    for m in model.modules():
+        if type(m).__name__.endswith("RMSNorm") and hasattr(m, "variance_epsilon"):
+
+            def forward(self, x):
+                return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
+
+            m.forward = types.MethodType(forward, m)
+    return model
 
 
 def tiny_model(

@@ -6,7 +6,6 @@ computations on the captured probabilities and float64 finite differences.
 
 from __future__ import annotations
 
-import types
 
 import pytest
 import torch
@@ -20,6 +19,7 @@ from attnfaith.testing import (
     ENCODER_DECODER_ARCHITECTURES,
     tiny_batch,
     tiny_model,
+    to_float64,
 )
 
 ARCHS = list(ARCHITECTURES)
@@ -483,19 +483,6 @@ def test_keep_grad_and_capture_options():
 # ------------------------------------------------------------------------------------- gradients: finite differences
 
 
-def to_double(model: nn.Module) -> nn.Module:
-    """The model in float64. transformers' RMSNorm casts to float32 internally (too coarse for a finite
-    difference): those modules get an equivalent float64 forward."""
-    model = model.double()
-    for m in model.modules():
-        if type(m).__name__.endswith("RMSNorm") and hasattr(m, "variance_epsilon"):
-
-            def forward(self, x):
-                return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
-
-            m.forward = types.MethodType(forward, m)
-    return model
-
 
 def target_prob(model, batch, target):
     logits = model(**batch).logits
@@ -538,7 +525,7 @@ def fd_entries(p, grad, real, causal, n, seed):
 @pytest.mark.parametrize("arch", ["bert", "gpt2", "llama", "deberta-v2"])
 @pytest.mark.parametrize("layer", [0, -1])
 def test_keep_grad_matches_float64_finite_difference(arch, layer):
-    model = to_double(tiny_model(arch))
+    model = to_float64(tiny_model(arch))
     batch = tiny_batch(arch, model)
     with AttentionTap(model, keep_grad=True) as tap:
         logits = model(**batch).logits

@@ -3,7 +3,6 @@ references: eager ``output_attentions``, a plain-Python rollout and float64 fini
 
 from __future__ import annotations
 
-import types
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ from attnfaith import (
     AttentionTap,
     AttentionXGradient,
 )
-from attnfaith.testing import ARCHITECTURES, DECODER_ARCHITECTURES, tiny_batch, tiny_model
+from attnfaith.testing import ARCHITECTURES, DECODER_ARCHITECTURES, tiny_batch, tiny_model, to_float64
 
 ARCHS = list(ARCHITECTURES)
 ALL_METHODS = (AttentionAttribution, AttentionRollout, AttentionGradient, AttentionXGradient)
@@ -170,22 +169,10 @@ def test_rollout_decoder_uses_last_real_row():
 # -------------------------------------------------------------------------- gradients against finite differences
 
 
-def to_double(model: nn.Module) -> nn.Module:
-    """Float64 model; transformers' RMSNorm casts to float32 inside, so it gets an equivalent float64 forward."""
-    model = model.double()
-    for m in model.modules():
-        if type(m).__name__.endswith("RMSNorm") and hasattr(m, "variance_epsilon"):
-
-            def forward(self, x):
-                return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
-
-            m.forward = types.MethodType(forward, m)
-    return model
-
 
 @pytest.mark.parametrize("arch", ["bert", "gpt2", "llama", "deberta-v2"])
 def test_attention_gradient_matches_finite_difference(arch):
-    model = to_double(tiny_model(arch))
+    model = to_float64(tiny_model(arch))
     batch = tiny_batch(arch, model)
     mask = batch["attention_mask"]
     B, T = mask.shape
