@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["VocabularyTokenizer", "Encoded", "encode_texts", "word_spans", "word_of_offsets", "parse_index_list"]
+__all__ = ["VocabularyTokenizer", "Encoded", "encode_texts", "word_spans", "word_of_offsets", "token_counts", "parse_index_list"]
 
 _INT = re.compile(r"-?\d+")
 
@@ -133,6 +133,15 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int = 128) ->
         word_ids = [word_of_offsets(t, off, sp) for t, off, sp in zip(texts, offsets.tolist(), special)]
     inputs = {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
     return Encoded(inputs, tokens, word_ids)
+
+
+def token_counts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[int]:
+    """The number of tokens (special tokens included) of each text cut to ``max_length``: the lengths
+    :func:`encode_texts` gives, without its offsets and token strings."""
+    texts = list(texts)
+    if isinstance(tokenizer, VocabularyTokenizer):
+        return tokenizer(texts, max_length=max_length)["attention_mask"].sum(-1).tolist()
+    return [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
 
 
 def parse_index_list(value: Any) -> list[int]:

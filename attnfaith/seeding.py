@@ -25,10 +25,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-__all__ = ["example_seed", "example_generators", "check_example_ids", "rand_at", "randn_at"]
+__all__ = ["check_seed", "example_seed", "example_generators", "check_example_ids", "rand_at", "randn_at"]
 
 
-def _check_nonnegative_int(value: Any, name: str) -> int:
+def check_seed(value: Any, name: str = "seed") -> int:
+    """``value`` as an int if it is a non-negative integer (not a bool): a seed or an example id.
+    ``TypeError`` / ``ValueError`` naming ``name`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < 0:
@@ -40,8 +42,8 @@ def example_seed(seed: int, example_id: int) -> int:
     """The seed of example ``example_id`` under the run's ``seed`` (both non-negative ints):
     ``int(np.random.SeedSequence([seed, example_id]).generate_state(1, dtype=np.uint32)[0])``, in ``0 .. 2**32 - 1``.
     """
-    s = _check_nonnegative_int(seed, "seed")
-    e = _check_nonnegative_int(example_id, "example_id")
+    s = check_seed(seed, "seed")
+    e = check_seed(example_id, "example_id")
     return int(np.random.SeedSequence([s, e]).generate_state(1, dtype=np.uint32)[0])
 
 
@@ -78,7 +80,7 @@ def example_generators(seed: int, example_ids: Any, batch_size: int | None = Non
     if example_ids is None and batch_size is None:
         raise ValueError("example_generators: pass example_ids or batch_size")
     ids = check_example_ids(example_ids, len(example_ids) if batch_size is None else batch_size)
-    _check_nonnegative_int(seed, "seed")
+    check_seed(seed, "seed")
     return [torch.Generator().manual_seed(example_seed(seed, i)) for i in ids]
 
 

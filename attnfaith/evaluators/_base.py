@@ -18,7 +18,7 @@ from attnfaith.engine import VariantRunner
 from attnfaith.evaluators.result import Result
 from attnfaith.metrics import max_over_items
 
-__all__ = ["Evaluator", "attribution_scores", "captum_forward_args", "check_items", "check_seed", "max_attention_of"]
+__all__ = ["Evaluator", "attribution_scores", "captum_forward_args", "check_items", "max_attention_of"]
 
 
 class Evaluator:
@@ -100,13 +100,6 @@ class Evaluator:
 
     def logits(self, batch: Batch) -> torch.Tensor:
         return call_model(self.model, batch)
-
-
-def check_seed(seed: Any, name: str = "seed") -> int:
-    """``seed`` if it is an int (not a bool); ``TypeError`` naming ``name`` otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"{name} must be an int, got {seed!r}")
-    return seed
 
 
 def check_items(batch: Batch, name: str = "inputs", minimum: int = 1) -> None:

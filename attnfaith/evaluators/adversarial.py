@@ -25,13 +25,13 @@ from torch import nn
 from attnfaith._inputs import call_model, probs_of
 from attnfaith._state import model_guard
 from attnfaith.attention import AttentionTap
-from attnfaith.evaluators._base import Evaluator, check_seed, max_attention_of
+from attnfaith.evaluators._base import Evaluator, max_attention_of
 from attnfaith.evaluators.result import Result, bins_markdown
 from attnfaith.evaluators.selection import check_layer, check_query, query_index, resolve_query
 from attnfaith.metrics import bin_summary, jsd, tvd
 from attnfaith.nn import masked_softmax
 from attnfaith.results import fmt_number
-from attnfaith.seeding import example_generators, randn_at
+from attnfaith.seeding import check_seed, example_generators, randn_at
 
 __all__ = ["AdversarialAttention", "AdversarialAttentionResult"]
 

@@ -72,7 +72,7 @@ from attnfaith._inputs import Batch, probs_of
 from attnfaith._state import model_guard
 from attnfaith.attention import AttentionTap, AttentionUnreachableError
 from attnfaith.engine import length_breaks
-from attnfaith.evaluators._base import Evaluator, check_items, check_seed
+from attnfaith.evaluators._base import Evaluator, check_items
 from attnfaith.evaluators._variants import AttentionVariants, call_model_autocast
 from attnfaith.evaluators.rankings import Ranking, resolve_ranking
 from attnfaith.evaluators.result import Result
@@ -82,6 +82,7 @@ from attnfaith.evaluators.selection import (
 from attnfaith.metrics import descending_order
 from attnfaith.perturb import delete_positions, mask_id_of, pad_id_of, replace_positions
 from attnfaith.results import markdown_table
+from attnfaith.seeding import check_seed
 
 __all__ = ["ErasureFlip", "ErasureResult", "ErasureComparison", "erase_id_for"]
 

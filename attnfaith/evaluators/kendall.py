@@ -23,12 +23,13 @@ from attnfaith.attr.attention import AttentionAttribution
 from attnfaith.attr.gradient import GradientImportance
 from attnfaith.attr.ig import EmbeddingIntegratedGradients
 from attnfaith.attr.loo import LeaveOneOut
-from attnfaith.evaluators._base import Evaluator, attribution_scores, check_seed
+from attnfaith.evaluators._base import Evaluator, attribution_scores
 from attnfaith.evaluators.rankings import RANKINGS, resolve_ranking
 from attnfaith.evaluators.result import Result
 from attnfaith.evaluators.selection import auto_query
 from attnfaith.metrics import kendall_tau
 from attnfaith.results import fmt_number
+from attnfaith.seeding import check_seed
 
 __all__ = ["KendallTau", "KendallTauResult", "REFERENCES"]
 

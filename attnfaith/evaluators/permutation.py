@@ -19,12 +19,12 @@ from torch import nn
 from attnfaith._inputs import call_model, probs_of
 from attnfaith._state import model_guard
 from attnfaith.attention import AttentionTap, real_key_permutation
-from attnfaith.evaluators._base import Evaluator, check_seed, max_attention_of
+from attnfaith.evaluators._base import Evaluator, max_attention_of
 from attnfaith.evaluators._variants import AttentionVariants
 from attnfaith.evaluators.result import Result, bins_markdown
 from attnfaith.evaluators.selection import check_layer, check_query, resolve_query
 from attnfaith.metrics import bin_summary, tvd
-from attnfaith.seeding import example_generators
+from attnfaith.seeding import check_seed, example_generators
 
 __all__ = ["PermutationTVD", "PermutationTVDResult"]
 

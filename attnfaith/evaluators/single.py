@@ -32,14 +32,14 @@ from torch import nn
 from attnfaith._inputs import logits_of
 from attnfaith._state import model_guard
 from attnfaith.attention import AttentionTap
-from attnfaith.evaluators._base import Evaluator, check_items, check_seed
+from attnfaith.evaluators._base import Evaluator, check_items
 from attnfaith.evaluators._variants import AttentionVariants
 from attnfaith.evaluators.rankings import resolve_ranking
 from attnfaith.evaluators.result import Result
 from attnfaith.evaluators.selection import check_heads, check_layers, check_query, resolve_attention_layers
 from attnfaith.metrics import descending_order, js_from_logits, jsd
 from attnfaith.results import markdown_table
-from attnfaith.seeding import check_example_ids, example_generators, rand_at
+from attnfaith.seeding import check_example_ids, check_seed, example_generators, rand_at
 
 __all__ = ["SingleWeightErasure", "SingleWeightResult", "output_js"]
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from attnfaith._inputs import call_model, prepare_batch
-from attnfaith._text import Encoded, VocabularyTokenizer, encode_texts
+from attnfaith._text import Encoded, VocabularyTokenizer, encode_texts, token_counts
 from attnfaith.attention.forward_args import max_positions
 from attnfaith.attention.model_facts import input_embedding_module, model_device
 from attnfaith.study import registry
@@ -90,7 +90,8 @@ class TextScan:
 
 
 def scan_texts(tokenizer: Any, texts: Sequence[str], max_length: int, batch: int = 256) -> TextScan:
-    """Tokenize ``texts`` at ``max_length`` (and at ``max_length + 1`` to see which were cut): :class:`TextScan`."""
+    """Tokenize ``texts`` at ``max_length`` (and count their tokens at ``max_length + 1`` to see which were cut):
+    :class:`TextScan`."""
     kept, dropped, truncated = [], [], []
     unk_id = getattr(tokenizer, "unk_token_id", None)
     n_unknown = n_real = 0
@@ -100,8 +101,8 @@ def scan_texts(tokenizer: Any, texts: Sequence[str], max_length: int, batch: int
         real = enc["attention_mask"].bool() & ~enc["special_tokens_mask"].bool()
         for i, n in enumerate(real.sum(-1).tolist()):
             (kept if n > 0 else dropped).append(a + i)
-        longer = encode_texts(tokenizer, part, max_length + 1).inputs["attention_mask"].sum(-1)
-        truncated += [a + i for i, n in enumerate(longer.tolist()) if n > max_length]
+        longer = token_counts(tokenizer, part, max_length + 1)
+        truncated += [a + i for i, n in enumerate(longer) if n > max_length]
         if a < UNK_SAMPLE and unk_id is not None:
             sample = real[: UNK_SAMPLE - a]
             n_real += int(sample.sum())

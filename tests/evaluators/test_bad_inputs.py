@@ -106,3 +106,12 @@ def test_selection_checks_name_the_argument_and_pick_the_rows_the_attributions_r
     for q in ("cls", "last", 1, -2):
         picked = rows[torch.arange(2), sel.query_index(q, 4, mask)]
         assert torch.equal(picked, select_query(rows, q, mask))
+
+
+@pytest.mark.parametrize("evaluator", [PermutationTVD, ErasureFlip])
+def test_negative_seed_is_refused_when_the_evaluator_is_built(bert, evaluator):
+    model, _ = bert
+    with pytest.raises(ValueError, match="seed must be >= 0, got -5"):
+        evaluator(model, seed=-5)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        evaluator(model, seed=1.5)
