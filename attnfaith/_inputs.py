@@ -1,6 +1,7 @@
-"""Turning what users pass (Captum-style tensors or tokenizer output) into one normalised batch.
+"""Turning what users pass (Captum-style tensors, tokenizer output or raw texts) into one normalised batch, and
+calling the model (or the user's Captum ``forward_func``) on it.
 
-Two conventions are accepted everywhere ``inputs`` is:
+Three conventions are accepted everywhere ``inputs`` is:
 
 * Captum's: ``inputs`` is a LongTensor of token ids ``[B, T]`` and ``additional_forward_args`` holds the further
   arguments, bound by meaning (:func:`attnfaith.attention.forward_args.bind_additional_forward_args`): positional
@@ -9,6 +10,10 @@ Two conventions are accepted everywhere ``inputs`` is:
 * HuggingFace's: ``inputs`` is a mapping such as a tokenizer's ``BatchEncoding`` with ``input_ids``,
   ``attention_mask`` and any further model arguments. A ``special_tokens_mask`` entry (tokenizers give it with
   ``return_special_tokens_mask=True``) says which positions are special; it is not passed to the model.
+* raw text: a ``str``, a list of ``str``, or a list of ``(text, text_pair)`` pairs, together with ``tokenizer=``:
+  tokenized as ``tokenizer(texts, padding=True, return_tensors="pt", return_special_tokens_mask=True)``, cut to the
+  positions the model takes (:func:`attnfaith.attention.forward_args.max_positions`; a :class:`UserWarning` says
+  which texts were cut) (:func:`attnfaith._text.tokenize_texts`).
 
 Items (the positions every metric scores) are the real tokens: ``attention_mask == 1`` and not special. Special
 ids come, in order of preference, from the ``special_tokens_mask`` of the inputs, from ``special_ids`` /
@@ -21,21 +26,34 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+import inspect
+import warnings
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from attnfaith._text import is_text_input, tokenize_texts
 from attnfaith.attention.forward_args import (
+    POSITIONAL_MEANING,
     absolute_positions,
     bind_additional_forward_args,
     forward_signature,
+    max_positions,
     position_ids_from_mask,
 )
+from attnfaith.attention.model_facts import input_embedding_module
 
 __all__ = [
     "Batch", "prepare_batch", "logits_of", "probs_of", "check_target", "resolve_target", "call_model", "special_ids_of",
+    "UserForward", "positional_capacity", "FORWARD_OUTPUTS", "FORWARD_INPUTS",
 ]
+
+#: what a user's ``forward_func`` returns: ``"auto"`` (see :class:`UserForward`), ``"logits"`` or ``"probs"``
+FORWARD_OUTPUTS = ("auto", "logits", "probs")
+#: what a user's ``forward_func`` takes first: ``"auto"`` (by the name of its first parameter), ``"ids"`` or
+#: ``"embeddings"``
+FORWARD_INPUTS = ("auto", "ids", "embeddings")
 
 _SPECIAL_CONFIG_KEYS = (
     "pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id", "mask_token_id",
@@ -57,6 +75,8 @@ class Batch:
         items: BoolTensor ``[B, T]``: the positions every metric scores (real, non-special tokens, or the
             caller's mask).
         left_padded: True when padding sits on the left (decoder classifiers).
+        forward: the user's Captum ``forward_func`` the model is called through (:class:`UserForward`), or None:
+            the model itself. Every batch derived from this one (rows, deletions, devices) keeps it.
     """
 
     input_ids: torch.Tensor
@@ -66,6 +86,7 @@ class Batch:
     row_args: dict[str, torch.Tensor] = field(default_factory=dict)
     const_args: dict[str, Any] = field(default_factory=dict)
     left_padded: bool = False
+    forward: "UserForward | None" = None
 
     @property
     def size(self) -> int:
@@ -121,10 +142,13 @@ class Batch:
 def call_model(model: nn.Module, batch: Batch) -> torch.Tensor:
     """Run the model on the batch and return its logits ``[B, C]``.
 
-    The ids go to the forward's ``input_ids`` (else its first positional parameter), the mask to its mask parameter
+    With ``batch.forward`` set (an evaluator built with ``forward_func=``), the user's function is called instead
+    (:class:`UserForward`). Otherwise the ids go to the forward's ``input_ids`` (else its first positional parameter), the mask to its mask parameter
     (:data:`~attnfaith.attention.forward_args.MASK_PARAMETERS`), the other arguments by name. On a left-padded batch
     of a model with learned absolute positions, ``position_ids`` are derived from the mask (unless given), so a
     row's numbers do not depend on the padding its batch-mates impose."""
+    if batch.forward is not None:
+        return batch.forward(batch)
     sig = forward_signature(model)
     kwargs = {**batch.token_args, **batch.row_args, **batch.const_args}
     if sig.mask is not None:
@@ -134,6 +158,132 @@ def call_model(model: nn.Module, batch: Batch) -> torch.Tensor:
     if sig.ids == "input_ids":
         return logits_of(model(input_ids=batch.input_ids, **kwargs))
     return logits_of(model(batch.input_ids, **kwargs))
+
+
+def positional_capacity(func: Callable) -> int | None:
+    """How many positional arguments ``func`` takes after its first (its inputs), as Captum calls a
+    ``forward_func``: ``func(inputs, *additional_forward_args)``; None when it takes ``*args`` (any number) or has no
+    signature to read."""
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return None
+    if not params or any(p.kind == p.VAR_POSITIONAL for p in params):
+        return None
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return max(len(positional) - 1, 0)
+
+
+class UserForward:
+    """A Captum ``forward_func`` that attnfaith calls in place of the model (``Evaluator(model,
+    forward_func=...)``): every perturbed input of an evaluation goes through it, while the attention is still read
+    and changed inside ``model``, which the function must call.
+
+    The function is called as Captum calls it, ``func(inputs, *additional_forward_args)``:
+
+    * ``inputs`` are the token ids ``[B, T]``, or (``inputs="embeddings"``, or ``"auto"`` and a first parameter whose
+      name contains ``embed``, e.g. ``inputs_embeds``) the model's input token embeddings of those ids ``[B, T, D]``
+      (:func:`attnfaith.attention.model_facts.input_embedding_module`), so deleted or replaced tokens reach it as
+      their embeddings;
+    * then the attention mask, the token type ids and the position ids (of the batch; position ids derived from the
+      mask for left padding), in that order, as many as it takes (all for ``*args``; trailing ones the batch lacks
+      left out); further model arguments of the inputs (a tokenizer mapping's extra keys) by name.
+
+    Its output (a tensor, or an object with ``.logits``) is read as ``output``: ``"logits"``, ``"probs"`` (a
+    probability per class; ``[B]`` or ``[B, 1]``: the probability of class 1) or ``"auto"``: probabilities when, on
+    the first call, every entry is in ``[0, 1]`` and every row of two or more classes sums to 1 (±1e-3), else logits
+    (one output per row is read as a logit: say ``output="probs"`` for a sigmoid). Probabilities ``p`` are turned
+    into the logits ``log p`` (one output: ``log p − log(1 − p)``), whose softmax (sigmoid) is ``p`` again, so every
+    metric sees the distribution the function returned.
+    """
+
+    def __init__(self, func: Callable, model: nn.Module, *, output: str = "auto", inputs: str = "auto") -> None:
+        if not callable(func):
+            raise TypeError(f"forward_func must be callable, got {type(func).__name__}")
+        if isinstance(func, UserForward):
+            func = func.func
+        if output not in FORWARD_OUTPUTS:
+            raise ValueError(f"forward_output must be one of {FORWARD_OUTPUTS}, got {output!r}")
+        if inputs not in FORWARD_INPUTS:
+            raise ValueError(f"forward_inputs must be one of {FORWARD_INPUTS}, got {inputs!r}")
+        self.func = func
+        self.output = output
+        self._resolved = None if output == "auto" else output
+        try:
+            params = list(inspect.signature(func).parameters.values())
+        except (TypeError, ValueError):  # pragma: no cover
+            params = []
+        first = params[0].name if params and params[0].kind != params[0].VAR_POSITIONAL else ""
+        self.inputs = inputs if inputs != "auto" else ("embeddings" if "embed" in first.lower() else "ids")
+        self.capacity = positional_capacity(func)
+        self._names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        self._any_keyword = any(p.kind == p.VAR_KEYWORD for p in params)
+        self.embedding: nn.Module | None = None
+        if self.inputs == "embeddings":
+            try:
+                self.embedding = input_embedding_module(model)
+            except TypeError:
+                raise ValueError(
+                    f"forward_func takes embeddings (its first parameter is {first!r}), but {type(model).__name__} "
+                    "has no get_input_embeddings() to embed the perturbed token ids with; give a forward_func on "
+                    "token ids (or forward_inputs='ids' if its first parameter takes ids)"
+                ) from None
+        self.model = model
+
+    def __repr__(self) -> str:
+        return f"UserForward({getattr(self.func, '__name__', self.func)!r}, inputs={self.inputs!r}, output={self.output!r})"
+
+    def arguments(self, batch: Batch) -> tuple[tuple, dict[str, Any]]:
+        """The positional ``additional_forward_args`` and the keyword arguments ``func`` gets for ``batch``."""
+        position_ids = batch.token_args.get("position_ids")
+        if position_ids is None and batch.left_padded and absolute_positions(self.model) is not None:
+            position_ids = position_ids_from_mask(batch.attention_mask)
+        values = [batch.attention_mask, batch.token_args.get("token_type_ids"), position_ids]
+        args = values if self.capacity is None else values[: self.capacity]
+        while args and args[-1] is None:
+            args.pop()
+        named = {k: v for part in (batch.token_args, batch.row_args, batch.const_args) for k, v in part.items()
+                 if k not in POSITIONAL_MEANING}
+        refused = [k for k in named if k not in self._names and not self._any_keyword]
+        if refused:
+            raise ValueError(
+                f"inputs[{refused[0]!r}]: the forward_func takes no parameter of that name (it is called as "
+                "forward_func(inputs, attention_mask, token_type_ids, position_ids) with as many of these as it takes)"
+            )
+        return tuple(args), named
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        """The logits ``[B, C]`` of ``func`` on ``batch`` (see the class docstring)."""
+        args, named = self.arguments(batch)
+        first = batch.input_ids if self.embedding is None else self.embedding(batch.input_ids)
+        out = logits_of(self.func(first, *args, **named))
+        if out.dim() == 1:
+            out = out[:, None]
+        if out.dim() != 2 or out.shape[0] != batch.size:
+            raise ValueError(f"forward_func returned shape {tuple(out.shape)} for {batch.size} inputs; expected "
+                             "[batch, classes] (logits or probabilities)")
+        mode = self._resolved
+        if mode is None:
+            mode = self._resolved = "probs" if _looks_like_probs(out) else "logits"
+        return _logits_from_probs(out) if mode == "probs" else out
+
+
+def _looks_like_probs(out: torch.Tensor) -> bool:
+    """Every entry in [0, 1] and, for two or more classes, every row summing to 1 (±1e-3)."""
+    x = out.detach().float()
+    if out.shape[-1] < 2 or not bool(((x >= 0) & (x <= 1)).all()):
+        return False
+    return bool(((x.sum(-1) - 1).abs() <= 1e-3).all())
+
+
+def _logits_from_probs(p: torch.Tensor) -> torch.Tensor:
+    """Logits whose :func:`probs_of` is ``p``: ``log p``; one output: ``log p − log(1 − p)``."""
+    p = p.to(torch.promote_types(p.dtype, torch.float32))
+    tiny = torch.finfo(p.dtype).tiny
+    if p.shape[-1] == 1:
+        p = p.clamp(tiny, 1 - torch.finfo(p.dtype).eps)
+        return torch.log(p) - torch.log1p(-p)
+    return torch.log(p.clamp_min(tiny))
 
 
 def logits_of(output: Any) -> torch.Tensor:
@@ -264,14 +414,19 @@ def prepare_batch(
     tokenizer: Any = None,
     special_ids: Iterable[int] | None = None,
     device: torch.device | str | None = None,
+    forward: UserForward | None = None,
 ) -> Batch:
     """Normalise ``inputs`` (+ ``additional_forward_args``) for ``model``; see the module docstring.
 
     ``mask``: an explicit BoolTensor ``[B, T]`` of positions to score (overrides the special-token rule; padding is
-    always excluded).
+    always excluded). ``tokenizer``: tokenizes raw-text ``inputs`` and adds its special ids. ``forward``: the user's
+    ``forward_func`` the batch is run through (:class:`UserForward`).
     """
     extra: dict[str, Any] = {}
     special_mask = None
+    if is_text_input(inputs):
+        inputs = _tokenize(model, inputs, tokenizer, additional_forward_args)
+        additional_forward_args = None
     if isinstance(inputs, Mapping):
         data = dict(inputs)
         if "input_ids" not in data:
@@ -361,4 +516,23 @@ def prepare_batch(
             "takes no position_ids, so padding would shift every token; pad on the right "
             "(tokenizer.padding_side = 'right')"
         )
-    return Batch(ids, attention_mask, items, token_args, row_args, const_args, left)
+    return Batch(ids, attention_mask, items, token_args, row_args, const_args, left, forward)
+
+
+def _tokenize(model: nn.Module, texts: Any, tokenizer: Any, additional_forward_args: Any) -> dict[str, torch.Tensor]:
+    """Raw ``texts`` tokenized by ``tokenizer`` (module docstring), cut to the positions ``model`` takes."""
+    if tokenizer is None:
+        raise ValueError(
+            "inputs: texts need tokenizer= (e.g. AutoTokenizer.from_pretrained(...), the model's own tokenizer); "
+            "or pass tokenized inputs (tokenizer(texts, padding=True, return_tensors='pt'))"
+        )
+    if additional_forward_args is not None:
+        raise ValueError("additional_forward_args must be None when inputs are texts (the tokenizer makes the mask)")
+    limit = max_positions(model)
+    enc, cut = tokenize_texts(tokenizer, texts, None if limit is None else limit[0])
+    sig = forward_signature(model)  # what the tokenizer adds and the model does not take (token_type_ids) is left out
+    enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "special_tokens_mask") or sig.accepts(k)}
+    if cut:
+        warnings.warn(f"inputs: {len(cut)} text(s) cut to the {limit[0]} tokens {type(model).__name__} takes "
+                      f"({limit[1]}): {cut[:10]}{'...' if len(cut) > 10 else ''}", UserWarning, stacklevel=4)
+    return enc

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["VocabularyTokenizer", "Encoded", "encode_texts", "word_spans", "word_of_offsets", "token_counts", "parse_index_list"]
+__all__ = ["VocabularyTokenizer", "Encoded", "encode_texts", "tokenize_texts", "is_text_input", "word_spans",
+           "word_of_offsets", "token_counts", "parse_index_list"]
 
 _INT = re.compile(r"-?\d+")
 
@@ -133,6 +134,59 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int = 128) ->
         word_ids = [word_of_offsets(t, off, sp) for t, off, sp in zip(texts, offsets.tolist(), special)]
     inputs = {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
     return Encoded(inputs, tokens, word_ids)
+
+
+def is_text_input(inputs: Any) -> bool:
+    """Whether ``inputs`` is raw text: a ``str``, or a non-empty list / tuple of ``str`` or of ``(text, text_pair)``
+    pairs of ``str`` (sentence-pair tasks such as NLI)."""
+    if isinstance(inputs, str):
+        return True
+    if not isinstance(inputs, (list, tuple)) or not inputs:
+        return False
+    first = inputs[0]
+    return isinstance(first, str) or (
+        isinstance(first, (list, tuple)) and len(first) == 2 and all(isinstance(x, str) for x in first))
+
+
+def tokenize_texts(tokenizer: Any, texts: Any, max_length: int | None = None) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """Model inputs for raw ``texts`` (see :func:`is_text_input`), as a user would make them: ``tokenizer(texts,
+    padding=True, truncation=..., max_length=max_length, return_tensors="pt", return_special_tokens_mask=True)``
+    (pairs as ``tokenizer(firsts, seconds, ...)``); cut to ``max_length`` tokens when it is given.
+
+    Returns the mapping of ``[B, T]`` CPU tensors and the indices of the texts that were cut. ``TypeError`` naming
+    ``inputs`` for a list that mixes texts with anything else; ``ValueError`` for pairs given to a tokenizer that
+    takes single texts only (:class:`VocabularyTokenizer`)."""
+    rows = [texts] if isinstance(texts, str) else list(texts)
+    pairs = not isinstance(rows[0], str)
+    for i, row in enumerate(rows):
+        ok = (isinstance(row, (list, tuple)) and len(row) == 2 and all(isinstance(x, str) for x in row)) if pairs \
+            else isinstance(row, str)
+        if not ok:
+            what = "a (text, text_pair) pair of strings" if pairs else "a string"
+            raise TypeError(f"inputs[{i}]: expected {what} like inputs[0], got {type(row).__name__} {row!r:.60}")
+    if not callable(tokenizer):
+        raise TypeError(f"tokenizer must be a callable tokenizer (a HuggingFace tokenizer), got "
+                        f"{type(tokenizer).__name__}")
+    if isinstance(tokenizer, VocabularyTokenizer):
+        if pairs:
+            raise ValueError("inputs: text pairs need a tokenizer that takes pairs; a word vocabulary takes single texts")
+        enc = tokenizer(rows, max_length=max_length, truncation=max_length is not None, return_special_tokens_mask=True)
+        cut = [i for i, n in enumerate(token_counts(tokenizer, rows, 10**9)) if max_length is not None and n > max_length]
+        return dict(enc), cut
+    args = ([r[0] for r in rows], [r[1] for r in rows]) if pairs else (rows,)
+    enc = dict(tokenizer(*args, padding=True, truncation=max_length is not None, max_length=max_length,
+                         return_tensors="pt", return_special_tokens_mask=True))
+    ids = enc["input_ids"]
+    if "attention_mask" not in enc:
+        enc["attention_mask"] = torch.ones_like(ids)
+    cut: list[int] = []
+    if max_length is not None:  # a row that fills max_length may have been cut: tokenize those again, uncut
+        full = enc["attention_mask"].sum(-1) >= max_length
+        rows_full = full.nonzero().flatten().tolist()
+        if rows_full:
+            again = tokenizer(*([a[i] for i in rows_full] for a in args))["input_ids"]
+            cut = [i for i, r in zip(rows_full, again) if len(r) > max_length]
+    return {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}, cut
 
 
 def token_counts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[int]:

@@ -1,4 +1,5 @@
-"""``attnfaith`` command line: ``attnfaith evaluate`` and ``attnfaith demo`` (also ``python -m attnfaith``).
+"""``attnfaith`` command line: ``attnfaith evaluate``, ``attnfaith report``, ``attnfaith demo`` and ``attnfaith
+replicate`` (also ``python -m attnfaith``).
 
 Every error is one line on stderr, ``attnfaith: error: ...``, with exit code 2 for a usage problem (bad option, unknown
 method or evaluator, an integer option out of range) and 1 for anything else (unreadable data, a model that cannot be
@@ -22,6 +23,8 @@ from typing import Any, Mapping, Sequence
 __all__ = ["main", "build_parser", "CLIError", "load_hf_classifier"]
 
 PROG = "attnfaith"
+#: --dtype choices
+DTYPES = ("float32", "float16", "bfloat16", "auto")
 
 
 class CLIError(Exception):
@@ -40,9 +43,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    first = text.splitlines()[0].strip()
-    return first if len(first) <= 400 else first[:397] + "..."
+    from attnfaith.study.hf_data import one_line
+
+    return one_line(exc)
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -70,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="evaluate a sequence classifier's explanations on a dataset and write a report",
         description="Run every chosen attribution method and faithfulness evaluator on a HuggingFace sequence "
-                    "classifier and a CSV/TSV/JSONL file; write results.json, report.md and figures/ to --out.",
+                    "classifier and a CSV/TSV/JSONL file or a HuggingFace dataset; write results.json, report.md "
+                    "and figures/ to --out.",
         epilog="Example: attnfaith evaluate --model ./my-model --data dev.csv --text-column sentence "
                "--label-column label --limit 200 --out runs/my-model",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -83,11 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--revision", default=None, help="model revision on the Hub (branch, tag or commit)")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow the model's own Python code from the Hub to run (off unless given)")
-    g.add_argument("--data", required=True, metavar="FILE", help="a .csv, .tsv or .jsonl file with a header/keys")
+    g.add_argument("--data", required=True, metavar="FILE_OR_DATASET",
+                   help="a .csv, .tsv or .jsonl file with a header/keys, or a HuggingFace dataset: a folder written "
+                        "by save_to_disk, a folder of data files, or a Hub dataset name (needs attnfaith[datasets])")
+    g.add_argument("--dataset-config", default=None, metavar="NAME",
+                   help="the dataset's configuration (e.g. sst2 for --data glue)")
     g.add_argument("--text-column", default="text", help="column holding the text")
     g.add_argument("--label-column", default=None,
                    help="column holding the gold label (class index or the model's label name); optional")
-    g.add_argument("--split", default=None, help="keep only rows whose split column has this value (e.g. dev)")
+    g.add_argument("--split", default=None,
+                   help="a table file: keep only rows whose split column has this value (e.g. dev); a dataset: the "
+                        "split to read (e.g. validation; needed when it has several)")
     g.add_argument("--split-column", default=None,
                    help="column holding the split name (default: 'split' or 'exp_split' when --split is given)")
     g.add_argument("--rationale-column", default=None,
@@ -98,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="truncate texts to this many tokens, special tokens included (at most what the model takes)")
 
     g = ev.add_argument_group("what to run")
-    g.add_argument("--methods", default=",".join(methods),
-                   help=f"comma-separated attribution methods, from: {', '.join(methods)}")
+    g.add_argument("--methods", default=",".join(method_names(default_only=True)),
+                   help=f"comma-separated attribution methods, from: {', '.join(methods)}; or module:factory "
+                        "(name=module:factory) for your own: factory(model) returns any object with Captum's "
+                        ".attribute (docs/cli.md)")
     g.add_argument("--evaluators", default=",".join(defaults),
                    help=f"comma-separated evaluators, from: {', '.join(evaluators)} (adversarial is slow: "
                         "off unless asked)")
@@ -115,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--adversarial-steps", type=int, default=500, help="Adam steps of the adversarial search (JW: 500)")
 
     g = ev.add_argument_group("running")
-    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda or cuda:N")
+    g.add_argument("--dtype", default="float32", choices=DTYPES,
+                   help="the model's dtype (auto: as saved in the checkpoint)")
     g.add_argument("--batch-size", type=int, default=16,
                    help="examples per chunk (results are saved after each chunk)")
     g.add_argument("--variants-per-forward", type=int, default=None,
@@ -130,6 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-figures", action="store_true", help="do not draw figures")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_evaluate)
+
+    rp = sub.add_parser(
+        "report",
+        help="redraw report.md and the figures of a finished run from its results.json (no model needed)",
+        description="Recompute the summary of a finished 'attnfaith evaluate' run from the per-example records in "
+                    "DIR/results.json and write report.md, figures/ and results.json again, without running any "
+                    "model: after an upgrade, or to draw the figures of a run made with --no-figures.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    rp.add_argument("dir", metavar="DIR", help="the --out folder of a finished run")
+    rp.add_argument("--no-figures", action="store_true", help="do not draw figures")
+    rp.set_defaults(func=cmd_report)
 
     dm = sub.add_parser(
         "demo",
@@ -163,8 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_device(name: str):
+    """The torch device of ``--device``: ``auto`` is CUDA when it is available, else the CPU."""
     import torch
 
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError) as exc:
@@ -179,7 +208,7 @@ def resolve_device(name: str):
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise CLIError(f"--device {name}: MPS is not available on this machine")
     elif device.type != "cpu":
-        raise CLIError(f"--device {name}: unsupported device type; use cpu, cuda or cuda:N", code=2)
+        raise CLIError(f"--device {name}: unsupported device type; use auto, cpu, cuda or cuda:N", code=2)
     return device
 
 
@@ -230,7 +259,7 @@ def _check_tokenizer_files(ref: str, flag: str) -> None:
 
 
 def load_hf_classifier(model_ref: str, tokenizer_ref: str | None = None, *, revision: str | None = None,
-                       trust_remote_code: bool = False):
+                       trust_remote_code: bool = False, dtype: str = "float32"):
     """Load a HuggingFace sequence classifier and its tokenizer, or raise :class:`CLIError` with one clear line.
 
     Refuses a reference that is neither a folder nor a Hub id, a checkpoint that is not a sequence classifier (its
@@ -239,6 +268,7 @@ def load_hf_classifier(model_ref: str, tokenizer_ref: str | None = None, *, revi
     tokenizer folder without tokenizer files. Head weights are the missing keys that
     :func:`attnfaith.attention.model_facts.is_head_parameter` accepts.
     """
+    import torch
     import transformers
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -253,6 +283,9 @@ def load_hf_classifier(model_ref: str, tokenizer_ref: str | None = None, *, revi
         raise CLIError(f"--model {model_ref}: not a folder (give the folder written by save_pretrained or a Hub id)")
     _check_source(model_ref, "--model", "model")
     tok_ref, tok_flag = (tokenizer_ref, "--tokenizer") if tokenizer_ref else (model_ref, "--model")
+    if dtype not in DTYPES:
+        raise CLIError(f"--dtype {dtype}: choose from {', '.join(DTYPES)}", code=2)
+    model_kw = {**kw, "dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
     if tokenizer_ref:
         _check_source(tokenizer_ref, "--tokenizer", "the tokenizer")
     try:
@@ -268,7 +301,7 @@ def load_hf_classifier(model_ref: str, tokenizer_ref: str | None = None, *, revi
                        "attnfaith evaluate needs a *ForSequenceClassification checkpoint")
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(model_ref, config=config,
-                                                                         output_loading_info=True, **kw)
+                                                                         output_loading_info=True, **model_kw)
     except ValueError as exc:
         msg = _one_line(exc)
         if _needs_remote_code(exc) and not trust_remote_code:
@@ -301,51 +334,6 @@ def load_hf_classifier(model_ref: str, tokenizer_ref: str | None = None, *, revi
     return model, tokenizer
 
 
-def _class_index(value: str, label2id: Mapping[str, int], n_classes: int) -> int | None:
-    """The model's class for a label cell: one of its label names (exactly, else ignoring case), else an integer
-    class index (``1``, ``1.0``) in ``0 .. n_classes - 1``; None for anything else."""
-    idx = label2id.get(value)
-    if idx is None:
-        idx = {k.lower(): v for k, v in label2id.items()}.get(value.lower())
-    if idx is not None:
-        return idx
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return int(number) if number.is_integer() and 0 <= number < n_classes else None
-
-
-def _map_labels(ds, model, path: str, column: str) -> list[int]:
-    """The dataset's labels as the model's class indices (label names through ``config.label2id``).
-
-    :class:`CLIError` for the first row (in file order) whose label is not a class of the model, naming the file,
-    its line, the column, the value and what is expected.
-    """
-    config = getattr(model, "config", None)
-    n = int(getattr(config, "num_labels", 0) or 0)
-    n_classes = max(n, 2) if n == 1 else n
-    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
-    label2id = {str(k): int(v) for k, v in (getattr(config, "label2id", None) or {}).items()}
-    classes = ", ".join(f"{i}={id2label.get(i, i)}" for i in range(n_classes))
-    expected = f"expected an integer class index 0..{n_classes - 1} or a label name of the model ({classes})"
-    labels = []
-    for row, y in enumerate(ds.labels):
-        where = f"{path}:{ds.lines[row]}" if ds.lines is not None else f"{path} (data row {row + 1})"
-        if ds.label_names is None:
-            if not 0 <= y < n_classes:
-                raise CLIError(f"{where}: label {y} is outside the model's classes (column {column!r}): {expected}")
-            labels.append(y)
-            continue
-        value = ds.label_names[y]
-        idx = _class_index(value, label2id, n_classes)
-        if idx is None or not 0 <= idx < n_classes:
-            raise CLIError(f"{where}: label {value!r} is not one of the model's classes (column {column!r}): "
-                           f"{expected}")
-        labels.append(idx)
-    return labels
-
-
 # -------------------------------------------------------------------------------------------------------------
 # commands
 # -------------------------------------------------------------------------------------------------------------
@@ -361,15 +349,23 @@ def _set_threads(n: int | None) -> None:
     torch.set_num_threads(n)
 
 
+def _methods(value: str) -> list[str]:
+    """``--methods`` as registered names: every ``module:factory`` entry is imported and registered first
+    (:func:`attnfaith.study.factories.register_factory`)."""
+    from attnfaith.study.factories import is_factory_reference, register_factory
+
+    return [register_factory(v.strip()) if is_factory_reference(v) else v for v in value.split(",")]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from attnfaith.reference.data import read_table
+    from attnfaith.cli_data import map_labels, read_data
     from attnfaith.study import EvaluationConfig, PipelineError, run_evaluation
     from attnfaith.study.config import ERASURE_LEVELS, parse_list
     from attnfaith.study.registry import evaluator_names, method_names
 
     # usage problems first, before anything slow
     try:
-        methods = parse_list(args.methods, method_names(), "method")
+        methods = parse_list(_methods(args.methods), method_names(), "method")
         evaluators = parse_list(args.evaluators, evaluator_names(), "evaluator")
         config = EvaluationConfig(
             methods=tuple(methods), evaluators=tuple(evaluators), layer=args.layer, batch_size=args.batch_size,
@@ -394,25 +390,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                "start again")
 
     t0 = time.perf_counter()
-    data_path = args.data
     try:
-        ds = read_table(data_path, text_column=args.text_column, label_column=args.label_column,
-                        split_column=args.split_column, split=args.split)
-        rationales = None
-        if args.rationale_column:
-            from attnfaith._text import parse_index_list
-
-            rat = read_table(data_path, text_column=args.rationale_column, label_column=None,
-                             split_column=args.split_column, split=args.split)
-            rationales = [parse_index_list(v) for v in rat.texts]
-    except (OSError, ValueError, UnicodeError) as exc:
-        raise CLIError(f"cannot read --data: {_one_line(exc)}") from None
-    if len(ds) == 0:
-        raise CLIError(f"--data {data_path}: no rows" + (f" in split {args.split!r}" if args.split else ""))
-    if args.limit is not None:
-        ds = ds.subset(range(min(args.limit, len(ds))))
-        if rationales is not None:
-            rationales = rationales[: len(ds)]
+        ds, rationales, data_info = read_data(
+            args.data, text_column=args.text_column, label_column=args.label_column, split=args.split,
+            split_column=args.split_column, rationale_column=args.rationale_column,
+            dataset_config=args.dataset_config, limit=args.limit, progress=not args.quiet)
+    except PipelineError as exc:
+        raise CLIError(str(exc)) from None
     t_data = time.perf_counter() - t0
 
     from attnfaith.progress import suppress_progress_bars
@@ -420,8 +404,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with suppress_progress_bars() if args.quiet else contextlib.nullcontext():
         model, tokenizer = load_hf_classifier(args.model, args.tokenizer, revision=args.revision,
-                                              trust_remote_code=args.trust_remote_code)
-    labels = _map_labels(ds, model, data_path, args.label_column) if ds.labels is not None else None
+                                              trust_remote_code=args.trust_remote_code, dtype=args.dtype)
+    try:
+        labels = map_labels(ds, model, args.data, args.label_column) if ds.labels is not None else None
+    except PipelineError as exc:
+        raise CLIError(str(exc)) from None
     model.to(device)
     model.eval()
     t_model = time.perf_counter() - t0
@@ -430,15 +417,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         run = run_evaluation(
             model, tokenizer, ds.texts, labels, out_dir=out, config=config, rationales=rationales,
             resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, model_source=args.model,
-            data_info={"path": str(data_path), "text_column": args.text_column, "label_column": args.label_column,
-                       "split": args.split, "limit": args.limit, "rationale_column": args.rationale_column},
-            figures=not args.no_figures,
+            data_info=data_info, figures=not args.no_figures,
             strict_methods=_explicit(args, "methods") or _explicit(args, "evaluators"),
             on_warning=_warn, extra_timings={"read_data_seconds": t_data, "load_model_seconds": t_model},
         )
     except PipelineError as exc:
         raise CLIError(str(exc)) from None
     _print_done(run, out, args.quiet)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from attnfaith.study import PipelineError
+    from attnfaith.study.redraw import redraw_report
+
+    try:
+        run = redraw_report(args.dir, figures=not args.no_figures)
+    except PipelineError as exc:
+        raise CLIError(str(exc)) from None
+    _print_done(run, Path(args.dir), False)
     return 0
 
 

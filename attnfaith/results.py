@@ -77,7 +77,10 @@ def to_json_list(t: torch.Tensor | None) -> Any:
 
 def fmt_number(x: Any, digits: int = 3, none: str = "–") -> str:
     """A number as text: ``none`` for None, ints and bools as they are (``str``), anything ``float()`` takes with
-    ``digits`` decimals (``"nan"`` for NaN and ±inf), anything else as ``str(x)``."""
+    ``digits`` decimals (``"nan"`` for NaN and ±inf), anything else as ``str(x)``.
+
+    A nonzero number too small for ``digits`` decimals (``0 < |x| < 10**-digits``, which would read ``0.000``) is
+    written with two significant digits instead: ``0.00042``, ``4.2e-05``, ``-3.0e-08`` (Python's ``#.2g``)."""
     if x is None:
         return none
     if isinstance(x, (bool, int)):
@@ -86,7 +89,12 @@ def fmt_number(x: Any, digits: int = 3, none: str = "–") -> str:
         x = float(x)
     except (TypeError, ValueError):
         return str(x)
-    return "nan" if not math.isfinite(x) else f"{x:.{digits}f}"
+    if not math.isfinite(x):
+        return "nan"
+    x += 0.0  # -0.0 → 0.0
+    if x != 0 and abs(x) < 10.0 ** -digits:
+        return f"{x:#.2g}"
+    return f"{x:.{digits}f}"
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

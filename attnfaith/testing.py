@@ -83,8 +83,6 @@ has the same number of eos tokens.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 from typing import Any
 
 import torch
@@ -108,8 +106,6 @@ __all__ = [
     "tiny_model",
     "tiny_batch",
     "special_token_ids",
-    "plain_erasure_flip",
-    "plain_permutation_tvd",
 ]
 
 ARCHITECTURES: tuple[str, ...] = (
@@ -507,102 +503,3 @@ def tiny_batch(
             input_ids[row, :n] = seq
             attention_mask[row, :n] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# plain reference loops: one forward per variant, no engine, no prefix cache (the tests' and benchmarks' oracle)
-# ------------------------------------------------------------------------------------------------------------------
-
-
-def plain_erasure_flip(evaluator, inputs: Any, attributions: Any = None, *, target: Any = None,
-                       additional_forward_args: Any = None, mask: Any = None, tokenizer: Any = None,
-                       special_ids: Any = None, name: str | None = None):
-    """:meth:`attnfaith.ErasureFlip.evaluate` (full curve) as a plain Python loop: per example, one forward of the
-    original and one per removal ``k = 1..n_b``, the items removed in descending score order (ties: lower position
-    first), each forward alone. The rankings, the erasure of one row and the result's statistics are the evaluator's
-    own; only the batching engine (packing, chunks, prefix cache, length buckets) is left out."""
-    from attnfaith._state import model_guard
-    from attnfaith.evaluators._base import check_items
-    from attnfaith.evaluators.erasure import erase_id_for
-
-    ef = evaluator
-    attributions = "attention" if attributions is None else attributions
-    batch = ef.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
-    check_items(batch, "inputs")
-    B, T = batch.input_ids.shape
-    with model_guard(ef.model):
-        layers, query = ef._layers_and_query(batch, attributions)
-        ranking = ef._ranking(attributions, batch, target, layers, query)
-        replacement = erase_id_for(ef.model, ef.erase, tokenizer) if ef.level == "token" else None
-        R, never = len(ranking.scores), T + 1
-        curve = torch.full((R, B, T + 1), float("nan"))
-        first = torch.full((R, B), never, dtype=torch.long)
-        pred = torch.zeros(B, dtype=torch.long)
-        tap = ef._tap() if ef.level == "attention" else None
-        with torch.inference_mode(), (tap if tap is not None else contextlib.nullcontext()):
-            for b in range(B):
-                row = batch.index_rows(torch.tensor([b], device=batch.device))
-                p = ef._forward(row, None, tap, layers, replacement)[0].cpu()
-                c = int(p.argmax())
-                pred[b] = c
-                positions = [t for t in range(T) if bool(batch.items[b, t])]
-                for r, scores in enumerate(ranking.scores):
-                    s = scores[b].tolist()
-                    order = sorted(positions, key=lambda t: (-s[t], t))
-                    curve[r, b, 0] = p[c]
-                    for k in range(1, len(order) + 1):
-                        erase = torch.zeros(1, T, dtype=torch.bool, device=batch.device)
-                        erase[0, order[:k]] = True
-                        q = ef._forward(row, erase, tap, layers, replacement)[0].cpu()
-                        curve[r, b, k] = q[c]
-                        if int(q.argmax()) != c and int(first[r, b]) == never:
-                            first[r, b] = k
-    d = batch.device
-    return ef._result(batch, ranking, pred.to(d), curve.to(d), first.to(d), name)
-
-
-def plain_permutation_tvd(evaluator, inputs: Any, *, additional_forward_args: Any = None, mask: Any = None,
-                          tokenizer: Any = None, special_ids: Any = None,
-                          example_ids: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(tvd [B, n], permutations)`` of :meth:`attnfaith.PermutationTVD.evaluate` as a plain loop: the same
-    permutations, built here row by row (row ``b``: ``torch.rand(n, [H,] k_b)`` from
-    ``torch.Generator().manual_seed(example_seed(evaluator.seed, example_ids[b]))``, its ``k_b`` items put in the
-    order of those draws), then one complete forward per example and permutation, alone, with the tap's
-    ``"permute"`` intervention on the evaluator's layer; NaN for a row without items."""
-    from attnfaith._inputs import call_model, probs_of
-    from attnfaith._state import model_guard
-    from attnfaith.attention import AttentionTap
-    from attnfaith.metrics import tvd
-    from attnfaith.seeding import check_example_ids, example_seed
-
-    pt = evaluator
-    batch = pt.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
-    model, n = pt.model, pt.n_permutations
-    B = batch.input_ids.shape[0]
-    with model_guard(model), torch.inference_mode(), AttentionTap(model, capture=[pt.layer]) as tap:
-        p0 = probs_of(call_model(model, batch))
-        layer = tap.resolve_layer(pt.layer)
-        heads = tap.attention(layer).shape[1] if pt.per_head else None
-        tap.capture = None
-        ids = check_example_ids(example_ids, B)
-        T = batch.input_ids.shape[1]
-        lead = (n,) if heads is None else (n, heads)
-        perms = torch.arange(T).repeat(B, *lead, 1)  # [B, n, (H,) T]
-        items = batch.items.cpu()
-        for b in range(B):
-            real = items[b].nonzero().flatten()
-            g = torch.Generator().manual_seed(example_seed(pt.seed, ids[b]))
-            noise = torch.rand(*lead, real.numel(), generator=g)
-            for idx in itertools.product(*(range(s) for s in lead)):
-                perms[(b, *idx)][real] = real[noise[idx].argsort()]
-        perms = perms.to(batch.device)
-        values = torch.full((B, n), float("nan"))
-        for b in range(B):
-            row = batch.index_rows(torch.tensor([b], device=batch.device))
-            for i in range(n):
-                iv = tap.intervene("permute", perms[b, i][None], layers=layer)
-                try:
-                    values[b, i] = tvd(probs_of(call_model(model, row)), p0[b : b + 1]).float().cpu()[0]
-                finally:
-                    tap.remove(iv)
-    return values.masked_fill((batch.n_items == 0).cpu()[:, None], float("nan")), perms

@@ -13,7 +13,8 @@ from typing import Callable
 
 import torch
 
-__all__ = ["Timing", "alternate", "matmul_rate", "bert_forward_flops", "minilm_classifier", "texts_batch"]
+__all__ = ["Timing", "alternate", "matmul_rate", "bert_forward_flops", "minilm_classifier", "texts_batch",
+           "ForwardCounter", "count_work"]
 
 
 @dataclass
@@ -124,3 +125,56 @@ def texts_batch(n: int, words: int, seed: int = 0, tokenizer=None) -> list[str]:
         idx = torch.randint(0, len(vocab), (words,), generator=g).tolist()
         out.append(" ".join(vocab[i] for i in idx))
     return out
+
+
+class ForwardCounter:
+    """Counts what a model really computes while the ``with`` block runs, whatever code path runs it.
+
+    ``rows``: the sequences passed to the model's own forward (full forwards, and the prefix cache's partial ones, which
+    also go through it); ``calls``: the number of those forwards; ``macs``: the multiply-adds of every ``nn.Linear``
+    of the model (the q/k/v/output projections, the feed-forward and the head: the bulk of a transformer's work; the
+    attention scores are left out), counted from the shapes of the inputs each one actually received. Hooks are
+    removed on exit. Not for timed runs: the hooks cost a little time.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.rows = 0
+        self.calls = 0
+        self.macs = 0
+        self._handles: list = []
+
+    def _on_model(self, module, args, kwargs) -> None:
+        x = kwargs.get("input_ids", kwargs.get("inputs_embeds", args[0] if args else None))
+        self.calls += 1
+        self.rows += int(x.shape[0]) if isinstance(x, torch.Tensor) and x.dim() > 1 else 1
+
+    def _on_linear(self, module, args) -> None:
+        x = args[0]
+        self.macs += (x.numel() // module.in_features) * module.in_features * module.out_features
+
+    def __enter__(self) -> "ForwardCounter":
+        self._handles.append(self.model.register_forward_pre_hook(self._on_model, with_kwargs=True))
+        for m in self.model.modules():
+            if isinstance(m, torch.nn.Linear):
+                self._handles.append(m.register_forward_pre_hook(self._on_linear))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+def count_work(model: torch.nn.Module, fn: Callable[[], object], full_forward: Callable[[], object], examples: int
+               ) -> dict[str, float]:
+    """Run ``fn`` once under a :class:`ForwardCounter` and express its work per example: ``forwards`` (sequences
+    through the model's forward per example) and ``work`` (its linear-layer multiply-adds in units of one forward
+    of the original example, measured by running ``full_forward`` — one forward of the ``examples`` originals —
+    under the same counter)."""
+    with torch.inference_mode(), ForwardCounter(model) as one:
+        full_forward()
+    with ForwardCounter(model) as c:
+        fn()
+    return {"forwards": c.rows / examples, "work": c.macs / one.macs if one.macs else float("nan"),
+            "calls": c.calls}

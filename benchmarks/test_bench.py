@@ -13,7 +13,8 @@ import torch
 
 from attnfaith import ErasureFlip, KendallTau, LeaveOneOut, PermutationTVD
 from attnfaith.metrics import kendall_tau
-from attnfaith.testing import plain_erasure_flip, plain_permutation_tvd, tiny_batch, tiny_model
+from attnfaith.plain_loops import plain_erasure_flip, plain_permutation_tvd
+from attnfaith.testing import tiny_batch, tiny_model
 
 pytest.importorskip("pytest_benchmark")
 

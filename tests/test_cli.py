@@ -65,7 +65,7 @@ def _error(capsys) -> str:
 # ------------------------------------------------------------------------------------------------------------ help
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["evaluate", "--help"], ["demo", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["evaluate", "--help"], ["report", "--help"], ["demo", "--help"]])
 def test_help_on_every_command(argv, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -198,8 +198,9 @@ def test_error_unreadable_file(workdir, tmp_path, capsys):
     bad.write_bytes(b"text,label\n\xff\xfe\x00garbage\x80,1\n")
     assert _evaluate(workdir, tmp_path / "o", data=bad) == 1
     assert "cannot read --data" in _error(capsys)
-    assert _evaluate(workdir, tmp_path / "o2", data=tmp_path) == 1  # a folder
-    assert "cannot read --data" in _error(capsys)
+    assert _evaluate(workdir, tmp_path / "o2", data=tmp_path) == 1  # a folder is read as a datasets folder
+    err = _error(capsys)
+    assert f"--data {tmp_path}" in err and ("needs the datasets package" in err or "cannot load --data" in err)
 
 
 def test_error_missing_column(workdir, tmp_path, capsys):
@@ -212,7 +213,7 @@ def test_error_missing_column(workdir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag,value,word", [("--methods", "attention,saliency", "method 'saliency'"),
-                                              ("--evaluators", "erasure,sufficiency", "evaluator 'sufficiency'")])
+                                              ("--evaluators", "erasure,robustness", "evaluator 'robustness'")])
 def test_error_unknown_method_or_evaluator(workdir, tmp_path, capsys, flag, value, word):
     assert _evaluate(workdir, tmp_path / "o", flag, value) == 2
     line = _error(capsys)

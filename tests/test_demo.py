@@ -40,6 +40,9 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert run["data"]["has_rationales"]
         methods = run["summary"]["methods"]
         assert "rationale_precision" in methods["attention"]
+        for m, row in methods.items():  # the post-2019 metrics (ERASER, soft, log-odds) for every method
+            for key in ("comprehensiveness", "sufficiency", "soft_comprehensiveness", "soft_sufficiency", "log_odds"):
+                assert row.get(key, {}).get("mean") is not None, (name, m, key)
         assert (out / name / "figures" / "erasure_curves.png").is_file()
         assert (out / name / "report.md").is_file()
     bilstm = json.loads((out / "bilstm" / "results.json").read_text())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from attnfaith import engine
 from attnfaith.engine import VariantRunner, bytes_per_variant, default_memory_budget, length_breaks
 from attnfaith.testing import tiny_model
 
@@ -76,14 +77,51 @@ def test_chunk_size_from_the_memory_budget(bert):
     assert VariantRunner(bert, memory_budget=1_000_000).chunk_size(10) == 28
     assert VariantRunner(bert, memory_budget=35201).chunk_size(10) == 1
     assert VariantRunner(bert, memory_budget=1).chunk_size(10) == 1  # at least one variant
-    assert VariantRunner(bert, memory_budget=1 << 40).chunk_size(10) == 4096  # at most 4096
-    # the default budget on the CPU is 2 GiB: 2**31 // 35201 = 61006 → capped at 4096; at T = 512:
+    # at most 4096 (on a device without the CPU cap; an explicit budget: no device is queried)
+    assert VariantRunner(bert, memory_budget=1 << 40).chunk_size(10, "cuda") == 4096
+    # the default budget on the CPU is 2 GiB: 2**31 // 35201 = 61006 → 4096 at most; at T = 512:
     # 2 · 4 · (10 · 512 · 32 + 3 · 4 · 512²) + 1 = 26476545 bytes → 2**31 // 26476545 = 81
     assert default_memory_budget("cpu") == 2 * 1024 ** 3
-    assert VariantRunner(bert).chunk_size(10) == 4096
-    assert VariantRunner(bert).chunk_size(512) == 81
-    # an explicit max_examples_per_batch wins over any budget
+    assert VariantRunner(bert, memory_budget=2 * 1024 ** 3).chunk_size(512, "cuda") == 81
+    # an explicit max_examples_per_batch wins over any budget and the CPU cap
     assert VariantRunner(bert, max_examples_per_batch=3, memory_budget=1).chunk_size(512) == 3
+    assert VariantRunner(bert, max_examples_per_batch=5000).chunk_size(512) == 5000
+
+
+def test_cpu_chunk_cap_by_hand(bert, monkeypatch):
+    # on the CPU: min(budget chunk, CPU_CHUNK_BYTES // (16 · hidden · T)), at least 1; hidden 32 → 512 bytes a token
+    monkeypatch.setattr(engine, "CPU_CHUNK_BYTES", 512_000)
+    runner = VariantRunner(bert)  # default budget: 4096 variants of width 10, 81 of width 512 (see above)
+    assert engine.cpu_chunk_cap(bert, 10) == 100  # 512000 // (16 · 32 · 10)
+    assert runner.chunk_size(10) == runner.chunk_size(10, "cpu") == 100
+    assert runner.chunk_size(512) == 1  # 512000 // 262144
+    assert runner.chunk_size(2000) == 1  # never 0
+    assert VariantRunner(bert, memory_budget=1_000_000).chunk_size(10) == 28  # the budget is smaller than the cap
+    monkeypatch.setattr(engine, "CPU_CHUNK_BYTES", 10 ** 12)
+    assert runner.chunk_size(10) == 4096 and runner.chunk_size(512) == 81  # the memory budget again
+    # the default: 6 MiB → 12288 tokens of a hidden-32 model, 1024 of MiniLM's hidden 384
+    monkeypatch.undo()
+    assert VariantRunner(bert).chunk_size(10) == 1228 and VariantRunner(bert).chunk_size(512) == 24
+    assert engine.CPU_CHUNK_BYTES // (16 * 384) == 1024
+
+
+def test_chunks_follow_the_widths_of_length_buckets(bert, monkeypatch):
+    # widths sorted longest first, cut at length_breaks: each interval gets the chunk of its own longest row
+    monkeypatch.setattr(engine, "CPU_CHUNK_BYTES", 16 * 32 * 100)  # 100 tokens of a hidden-32 model
+    widths = torch.tensor([50, 50, 50, 20, 20, 20, 20, 20, 20, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9])
+    breaks = length_breaks(widths)
+    assert breaks == [3, 9]  # multiples of 8: 56, 24, 16
+    calls: list[tuple[int, int]] = []
+    out = VariantRunner(bert).run(len(widths), rows_fn(calls), seq_len=50, breaks=breaks, widths=widths)
+    assert torch.equal(out, rows_fn([])(0, len(widths)))
+    # chunks: 100 // 50 = 2 rows, 100 // 20 = 5 rows, 100 // 9 = 11 rows
+    assert calls == [(0, 2), (2, 3), (3, 8), (8, 9), (9, 20), (20, 23)]
+    # without widths: every interval is cut by the chunk of seq_len
+    calls.clear()
+    VariantRunner(bert).run(len(widths), rows_fn(calls), seq_len=50, breaks=breaks)
+    assert max(stop - start for start, stop in calls) == 2
+    with pytest.raises(ValueError, match="widths"):
+        VariantRunner(bert).run(4, rows_fn([]), seq_len=50, widths=[3, 2])
 
 
 def test_budget_chunks_never_exceed_the_chunk_size(bert):

@@ -43,9 +43,11 @@ class LeaveOneOut(TokenAttribution):
     Wallace leave out positions ``1 .. L−2`` (never ``<SOS>``/``<EOS>``); every other position scores 0. The output
     distribution does not depend on the class, so ``target`` is accepted and ignored.
 
-    All ``Σ_b n_items(b)`` variants of the batch run through :class:`attnfaith.engine.VariantRunner` in chunks of
-    ``max_examples_per_batch`` (or as many as ``memory_budget`` allows); ``batched=False`` runs one forward per
-    variant instead (the reference the tests compare with).
+    The reference forward and the deletions share one pass: the ``B`` original rows (whose outputs are ``p(x_b)``)
+    and the ``Σ_b n_items(b)`` leave-one-out rows run together through :class:`attnfaith.engine.VariantRunner`,
+    sorted into length buckets (an original row goes with its own deletions), in chunks of
+    ``max_examples_per_batch`` (or the engine's default chunk size); ``B + Σ_b n_items(b)`` rows in all, no other
+    forward. ``batched=False`` runs one forward per row instead (the reference the tests compare with).
 
     Args:
         model: any model :func:`attnfaith._inputs.call_model` can run.
@@ -83,13 +85,13 @@ class LeaveOneOut(TokenAttribution):
         self.batched = bool(batched)
 
     def _variants(self, batch: Batch, rows: torch.Tensor, pos: torch.Tensor, width: int | None = None) -> Batch:
-        """The batch of variants: row ``rows[i]`` of ``batch`` with position ``pos[i]`` left out.
+        """The batch of variants: row ``rows[i]`` of ``batch`` with position ``pos[i]`` left out (``pos[i] < 0``:
+        nothing left out, the original row).
 
         Rows keep the batch's width (a left-padded row's layout never depends on its chunk); ``width`` cuts a
         right-padded chunk to its longest row."""
         sub = batch.index_rows(rows)
-        drop = torch.zeros(sub.input_ids.shape, dtype=torch.bool, device=batch.device)
-        drop[torch.arange(rows.shape[0], device=batch.device), pos] = True
+        drop = torch.arange(sub.input_ids.shape[1], device=batch.device)[None, :] == pos[:, None]
         if self.mode == "delete":
             varied = delete_positions(sub, drop, pad_id_of(self.model), trim=False)
         else:
@@ -102,32 +104,43 @@ class LeaveOneOut(TokenAttribution):
             raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         model = self.model
         B, T = batch.input_ids.shape
-        out = torch.zeros(B, T, dtype=torch.float32, device=batch.device)
+        device = batch.device
+        out = torch.zeros(B, T, dtype=torch.float32, device=device)
+        rows, pos = batch.items.nonzero(as_tuple=True)
+        n = rows.shape[0]
+        if n == 0:
+            return out
+        # one pass: variants 0..B-1 are the original rows (the reference p(x_b)), B.. the rows with one position
+        # left out; the originals sit in the length bucket of their own deletions
+        all_rows = torch.cat([torch.arange(B, device=device), rows])
+        all_pos = torch.cat([torch.full((B,), -1, dtype=pos.dtype, device=device), pos])
+        total = B + n
+        widths = None
+        order = None
+        if self.batched and not batch.left_padded:
+            # length bucketing: variants sorted by length (longest first), each chunk cut to its longest row
+            lengths = (batch.attention_mask != 0).sum(-1).cpu()[all_rows.cpu()]
+            if self.mode == "delete":
+                lengths[B:] -= 1
+            order_host = torch.sort(-lengths, stable=True).indices
+            widths = lengths[order_host]
+            order = order_host.to(device)
+            all_rows, all_pos = all_rows[order], all_pos[order]
+
         with model_guard(model), torch.inference_mode():
-            p_full = probs_of(call_model(model, batch))
-            rows, pos = batch.items.nonzero(as_tuple=True)
-            n = rows.shape[0]
-            if n == 0:
-                return out
-            widths = None
-            if self.batched and not batch.left_padded:
-                # length bucketing: variants sorted by length (longest first), each chunk cut to its longest row
-                lengths = (batch.attention_mask != 0).sum(-1).cpu()[rows.cpu()] - (1 if self.mode == "delete" else 0)
-                order_host = torch.sort(-lengths, stable=True).indices
-                widths = lengths[order_host]
-                order = order_host.to(batch.device)
-                rows, pos = rows[order], pos[order]
 
             def run(start: int, stop: int) -> torch.Tensor:
-                r = rows[start:stop]
                 width = max(int(widths[start]), 1) if widths is not None else None
-                v = self._variants(batch, r, pos[start:stop], width)
-                return tvd(probs_of(call_model(model, v)), p_full.index_select(0, r)).float()
+                v = self._variants(batch, all_rows[start:stop], all_pos[start:stop], width)
+                return probs_of(call_model(model, v))
 
             if self.batched:
                 breaks = length_breaks(widths) if widths is not None else ()
-                values = self.runner.run(n, run, seq_len=T, device=batch.device, breaks=breaks)
+                probs = self.runner.run(total, run, seq_len=T, device=device, breaks=breaks, widths=widths)
             else:
-                values = torch.cat([run(i, i + 1) for i in range(n)])
+                probs = torch.cat([run(i, i + 1) for i in range(total)])
+            if order is not None:
+                probs = torch.empty_like(probs).index_copy_(0, order, probs)
+            values = tvd(probs[B:], probs[:B].index_select(0, rows)).float()
         out[rows, pos] = values
         return out

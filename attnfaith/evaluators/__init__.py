@@ -7,6 +7,10 @@ Every result subclasses :class:`attnfaith.evaluators.result.Result` (``len``, ``
 from attnfaith.evaluators._base import Evaluator, attribution_scores
 from attnfaith.evaluators.adversarial import AdversarialAttention, AdversarialAttentionResult
 from attnfaith.evaluators.erasure import ErasureComparison, ErasureFlip, ErasureResult
+from attnfaith.evaluators.eraser import Comprehensiveness, Sufficiency, TopKResult
+from attnfaith.evaluators.log_odds import LogOdds
+from attnfaith.evaluators.normalized_aopc import AOPCBounds, NormalizedAOPC, NormalizedAOPCResult
+from attnfaith.evaluators.soft_eraser import SoftComprehensiveness, SoftEraserResult, SoftSufficiency
 from attnfaith.evaluators.kendall import KendallTau, KendallTauResult
 from attnfaith.evaluators.permutation import PermutationTVD, PermutationTVDResult
 from attnfaith.evaluators.rankings import RANKINGS
@@ -27,6 +31,16 @@ __all__ = [
     "ErasureFlip",
     "ErasureResult",
     "ErasureComparison",
+    "Comprehensiveness",
+    "Sufficiency",
+    "TopKResult",
+    "LogOdds",
+    "SoftComprehensiveness",
+    "SoftSufficiency",
+    "SoftEraserResult",
+    "NormalizedAOPC",
+    "NormalizedAOPCResult",
+    "AOPCBounds",
     "SingleWeightErasure",
     "SingleWeightResult",
     "UniformAttention",

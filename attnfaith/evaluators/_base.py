@@ -3,14 +3,14 @@ attribution resolution and the checks of common arguments."""
 
 from __future__ import annotations
 
+import functools
 import inspect
-
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
-from attnfaith._inputs import Batch, call_model, prepare_batch
+from attnfaith._inputs import Batch, UserForward, call_model, positional_capacity, prepare_batch
 from attnfaith.attention.forward_args import POSITIONAL_MEANING
 from attnfaith.attention.model_facts import input_embedding_module, model_device
 from attnfaith.attr._base import reduce_attention
@@ -21,16 +21,37 @@ from attnfaith.metrics import max_over_items
 __all__ = ["Evaluator", "attribution_scores", "captum_forward_args", "check_items", "max_attention_of"]
 
 
+#: the keywords every evaluator's constructor takes besides its own (:meth:`Evaluator.__init_subclass__`)
+CAPTUM_OPTIONS = ("forward_func", "forward_output", "forward_inputs", "internal_batch_size")
+
+
 class Evaluator:
     """Base class of the faithfulness evaluators: ``Evaluator(model, ...).evaluate(inputs, attributions=None, *,
     target=None, additional_forward_args=None, max_examples_per_batch=None, **options) -> Result``.
 
+    Every evaluator's constructor and ``evaluate`` (and ``compare``) take these keywords besides their own:
+
     Args:
-        model: a HuggingFace model or a custom model the tap reaches (see :class:`attnfaith.AttentionTap`).
-        max_examples_per_batch: variants per forward (Captum's name); None chooses it from ``memory_budget``.
+        model: a HuggingFace model or a custom model the tap reaches (see :class:`attnfaith.AttentionTap`): the
+            attention is read and changed in it.
+        forward_func: a Captum ``forward_func`` that calls ``model`` (e.g. ``lambda ids, mask: model(input_ids=ids,
+            attention_mask=mask).logits.softmax(-1)``, or one on ``inputs_embeds``): every input the evaluator runs,
+            original or perturbed, goes through it instead of ``model`` itself (:class:`attnfaith._inputs.UserForward`
+            says how it is called and how its output is read). None: the model.
+        forward_output: ``"auto"``, ``"logits"`` or ``"probs"``: what ``forward_func`` returns.
+        forward_inputs: ``"auto"``, ``"ids"`` or ``"embeddings"``: what ``forward_func`` takes first (auto: embeddings
+            when its first parameter's name contains ``embed``).
+        max_examples_per_batch: variants per forward (the name of Captum's metrics); None chooses it from
+            ``memory_budget``. ``internal_batch_size`` (the name of Captum's attributions) is an alias, in the
+            constructor and in ``evaluate``.
         memory_budget: bytes of activation memory one forward may use (default: 2 GiB on CPU, a quarter of the
             free memory on CUDA).
+
+    ``inputs`` may be token ids (Captum), a tokenizer's output, or raw texts with ``tokenizer=`` (a ``str``, a list of
+    ``str`` or of ``(text, text_pair)`` pairs), see :mod:`attnfaith._inputs`.
     """
+
+    forward: UserForward | None = None
 
     def __init__(
         self,
@@ -38,11 +59,36 @@ class Evaluator:
         *,
         max_examples_per_batch: int | None = None,
         memory_budget: int | None = None,
+        forward_func: Callable | None = None,
+        forward_output: str = "auto",
+        forward_inputs: str = "auto",
+        internal_batch_size: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        max_examples_per_batch = _alias(max_examples_per_batch, internal_batch_size)
         self.model = model
         self.runner = VariantRunner(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
+        if forward_func is not None:
+            self.forward = UserForward(forward_func, model, output=forward_output, inputs=forward_inputs)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give every subclass the base's keywords: its ``__init__`` takes ``forward_func``, ``forward_output``,
+        ``forward_inputs`` and ``internal_batch_size`` (set after its own ``__init__`` ran), its ``evaluate`` /
+        ``compare`` take ``internal_batch_size`` for ``max_examples_per_batch``, so no evaluator repeats them."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not hasattr(init, "__attnfaith_options__"):
+            cls.__init__ = _with_captum_options(init)
+        for name in ("evaluate", "compare"):
+            method = cls.__dict__.get(name)
+            if method is not None and not hasattr(method, "__attnfaith_options__"):
+                setattr(cls, name, _with_batch_alias(method))
+
+    @property
+    def forward_func(self) -> Callable:
+        """What the evaluator runs (Captum's attribute name): the ``forward_func`` it was given, else the model."""
+        return self.model if self.forward is None else self.forward.func
 
     def evaluate(
         self,
@@ -88,7 +134,7 @@ class Evaluator:
     ) -> Batch:
         return prepare_batch(
             self.model, inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids,
-            device=self.device,
+            device=self.device, forward=self.forward,
         )
 
     def runner_for(self, max_examples_per_batch: int | None) -> VariantRunner:
@@ -100,6 +146,61 @@ class Evaluator:
 
     def logits(self, batch: Batch) -> torch.Tensor:
         return call_model(self.model, batch)
+
+
+def _alias(max_examples_per_batch: int | None, internal_batch_size: int | None) -> int | None:
+    """``max_examples_per_batch``, or Captum's ``internal_batch_size`` for it; ``TypeError`` when both are given."""
+    if internal_batch_size is None:
+        return max_examples_per_batch
+    if max_examples_per_batch is not None:
+        raise TypeError("pass max_examples_per_batch or internal_batch_size (Captum's name for it), not both")
+    return internal_batch_size
+
+
+def _with_signature(wrapper: Callable, wrapped: Callable, names: Iterable[str]) -> Callable:
+    """``wrapper`` showing ``wrapped``'s signature plus the keyword-only ``names`` (before any ``**kwargs``)."""
+    try:
+        sig = inspect.signature(wrapped)
+    except (TypeError, ValueError):  # pragma: no cover
+        return wrapper
+    params = list(sig.parameters.values())
+    tail = [p for p in params if p.kind == p.VAR_KEYWORD]
+    params = [p for p in params if p.kind != p.VAR_KEYWORD]
+    defaults = {"forward_output": "auto", "forward_inputs": "auto"}
+    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(n))
+               for n in names if n not in sig.parameters]
+    wrapper.__signature__ = sig.replace(parameters=params + tail)
+    wrapper.__attnfaith_options__ = True
+    return wrapper
+
+
+def _with_captum_options(init: Callable) -> Callable:
+    """A subclass ``__init__`` that also takes :data:`CAPTUM_OPTIONS` (see :meth:`Evaluator.__init_subclass__`)."""
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, forward_func: Callable | None = None, forward_output: str = "auto",
+                 forward_inputs: str = "auto", internal_batch_size: int | None = None, **kwargs: Any) -> None:
+        if internal_batch_size is not None:
+            kwargs["max_examples_per_batch"] = _alias(kwargs.get("max_examples_per_batch"), internal_batch_size)
+        init(self, *args, **kwargs)
+        if forward_func is not None:
+            self.forward = UserForward(forward_func, self.model, output=forward_output, inputs=forward_inputs)
+        elif (forward_output, forward_inputs) != ("auto", "auto"):
+            raise TypeError("forward_output / forward_inputs describe a forward_func; none was given")
+
+    return _with_signature(__init__, init, CAPTUM_OPTIONS)
+
+
+def _with_batch_alias(method: Callable) -> Callable:
+    """``evaluate`` / ``compare`` also taking ``internal_batch_size`` for ``max_examples_per_batch``."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args: Any, internal_batch_size: int | None = None, **kwargs: Any) -> Any:
+        if internal_batch_size is not None:
+            kwargs["max_examples_per_batch"] = _alias(kwargs.get("max_examples_per_batch"), internal_batch_size)
+        return method(self, *args, **kwargs)
+
+    return _with_signature(wrapper, method, ("internal_batch_size",))
 
 
 def check_items(batch: Batch, name: str = "inputs", minimum: int = 1) -> None:
@@ -184,16 +285,8 @@ def captum_forward_args(attributions: Any, batch: Batch) -> tuple:
     values = [batch.attention_mask, *(batch.token_args.get(n) for n in POSITIONAL_MEANING[1:])]
     inner = getattr(attributions, "attribution_method", attributions)  # NoiseTunnel wraps another method
     forward = getattr(inner, "forward_func", None)
-    capacity = len(values)
-    if callable(forward):
-        try:
-            params = list(inspect.signature(forward).parameters.values())
-        except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-            params = []
-        if params and not any(p.kind == p.VAR_POSITIONAL for p in params):
-            positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-            capacity = max(len(positional) - 1, 0)
-    args = values[:capacity]
+    capacity = positional_capacity(forward) if callable(forward) else None
+    args = values if capacity is None else values[:capacity]
     while args and args[-1] is None:
         args.pop()
     return tuple(args)

@@ -31,6 +31,7 @@ from attnfaith.evaluators.selection import check_layer, check_query, query_index
 from attnfaith.metrics import bin_summary, jsd, tvd
 from attnfaith.nn import masked_softmax
 from attnfaith.results import fmt_number
+from attnfaith.engine import report_variants
 from attnfaith.seeding import check_seed, example_generators, randn_at
 
 __all__ = ["AdversarialAttention", "AdversarialAttentionResult"]
@@ -292,6 +293,7 @@ class AdversarialAttention(Evaluator):
                 except ImportError:  # pragma: no cover
                     pass
             for _ in steps:
+                report_variants(b * K)  # one forward and backward of the b·K candidates per step (progress)
                 with torch.enable_grad():
                     alpha, div, out_tvd = forward(theta)
                     cross = jsd(alpha[:, :, None], alpha[:, None, :]).mean(dim=-1)  # [b, K, K], mean over heads

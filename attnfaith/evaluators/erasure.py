@@ -34,6 +34,15 @@ caller's ``mask``):
   et al. (2017, "Evaluating the visualization of what a deep neural network has learned", eq. 12), over the whole
   curve (every item removed), whether or not the decision flipped.
 
+**Curve points at fixed fractions** (``steps=(f_1, ..., f_S)``, e.g. ERASER's ``(0.01, 0.05, 0.1, 0.2, 0.5)``,
+DeYoung et al. 2020): instead of every ``k = 1..n_b``, only ``k_j(b) = min(n_b, max(1, ⌈f_j · n_b⌉))`` items are
+removed (:func:`step_counts`; at least one item, ``f · n`` rounded to 9 decimals before the ceiling so that
+``0.1 · 30`` is 3). Then ``curve[b, k]`` is NaN for every ``k`` not among the ``k_j(b)``; ``n_removed[b]`` is the
+first of these counts at which the decision differs (the first step that flipped, in items: exact for the points
+evaluated, an upper bound of the per-item value), ``fraction_removed[b] = n_removed[b] / n_b``; and
+``aopc[b] = 1/(S+1) Σ_{j=1}^{S} (curve[b, 0] − curve[b, k_j(b)])``, ERASER's AOPC over its bins with the ``k = 0``
+term (steps that give the same count on a short example each count once per step).
+
 **The random ranking** (``attributions="random"``) is Serrano & Smith's ``n_random = 5`` random orders
 (``num_rand_samples_to_take``; seeded, see :mod:`attnfaith.evaluators.rankings`). Each order is run exactly like a
 fixed ranking; then, per example,
@@ -56,14 +65,13 @@ never re-run) are packed, with no wasted forward for ``k > n_b``, and run throug
 :class:`attnfaith.engine.VariantRunner` in chunks of ``max_examples_per_batch`` (default: from the model size and a
 memory budget). Erase masks are built on the device for a whole chunk at once from the rank of every item
 (``erase = items & (rank < k)``); there is no host synchronisation inside the loop (one before it, to count the
-variants, and one when the results are read). :func:`attnfaith.testing.plain_erasure_flip` runs the same definitions
+variants, and one when the results are read). :func:`attnfaith.plain_loops.plain_erasure_flip` runs the same definitions
 as a plain Python loop, one forward per example and per removal (the tests' reference).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -74,17 +82,16 @@ from attnfaith.attention import AttentionTap, AttentionUnreachableError
 from attnfaith.engine import length_breaks
 from attnfaith.evaluators._base import Evaluator, check_items
 from attnfaith.evaluators._variants import AttentionVariants, call_model_autocast
+from attnfaith.evaluators.erasure_results import ErasureComparison, ErasureResult
 from attnfaith.evaluators.rankings import Ranking, resolve_ranking
-from attnfaith.evaluators.result import Result
 from attnfaith.evaluators.selection import (
     check_heads, check_layers, check_query, probe_layers, resolve_attention_layers, resolve_layers,
 )
 from attnfaith.metrics import descending_order
 from attnfaith.perturb import delete_positions, mask_id_of, pad_id_of, replace_positions
-from attnfaith.results import markdown_table
 from attnfaith.seeding import check_seed
 
-__all__ = ["ErasureFlip", "ErasureResult", "ErasureComparison", "erase_id_for"]
+__all__ = ["ErasureFlip", "ErasureResult", "ErasureComparison", "erase_id_for", "step_counts"]
 
 _LEVELS = ("attention", "token")
 _ERASE = ("delete", "mask")
@@ -108,132 +115,36 @@ def _ranks(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     return rank
 
 
+def _check_steps(steps: Any) -> tuple[float, ...] | None:
+    """``steps`` as a sorted tuple of distinct fractions in ``(0, 1]`` (None stays None); ``ValueError`` /
+    ``TypeError`` naming ``steps`` otherwise."""
+    if steps is None:
+        return None
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Iterable):
+        raise TypeError(f"steps must be None or a sequence of fractions in (0, 1], got {steps!r}")
+    values = list(steps)
+    if not values:
+        raise ValueError("steps must name at least one fraction (or be None for every item)")
+    for f in values:
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
+            raise ValueError(f"steps must be fractions in (0, 1], got {f!r}")
+    return tuple(sorted({float(f) for f in values}))
+
+
+def step_counts(n_items: torch.Tensor, steps: Sequence[float]) -> torch.Tensor:
+    """``k[b, j] = min(n_b, max(1, ⌈steps[j] · n_b⌉))`` (``steps[j] · n_b`` rounded to 9 decimals first): the
+    items removed at each fixed-fraction step, LongTensor ``[B, S]`` on ``n_items``' device (0 for a row without
+    items)."""
+    n = n_items.detach().to("cpu", torch.float64)[:, None]
+    f = torch.tensor(list(steps), dtype=torch.float64)[None, :]
+    k = torch.ceil(torch.round(f * n, decimals=9)).clamp_min(1)
+    k = torch.minimum(k, n)
+    return k.long().to(n_items.device)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # results
 # ----------------------------------------------------------------------------------------------------------------
-
-_TABLE_HEADER = ("ranking", "mean fraction removed", "never flipped", "mean AOPC", "examples", "orders")
-
-
-def _table_row(name: str, s: Mapping[str, Any]) -> list[Any]:
-    """One ranking's row of the markdown table, from its :meth:`ErasureResult.summary`."""
-    return [name, s["mean_fraction_removed"], s["never_flipped"], s["mean_aopc"], s["n_examples"], s["n_orders"]]
-
-
-@dataclass
-class ErasureResult(Result):
-    """Decision-flip erasure of one ranking (see the module docstring for the exact definitions).
-
-    Per-example tensors (``B`` examples, ``T`` tokens, ``R`` orders: 1, or ``n_random`` for the random ranking):
-
-    Attributes:
-        method: the ranking's label.
-        level: ``"attention"`` or ``"token"``; ``erase``: ``"delete"``/``"mask"``/an id for the token level.
-        n_items: ``[B]`` items per example.
-        prediction: ``[B]`` originally predicted class.
-        n_removed: ``[B]`` float, removals until the decision first changed; NaN where it never did.
-        fraction_removed: ``[B]`` ``n_removed / n_items``.
-        flipped: ``[B]`` bool.
-        curve: ``[B, T+1]`` probability of ``prediction`` after k removals (NaN past ``n_items``).
-        aopc: ``[B]`` area over the perturbation curve.
-        scores: ``[B, T]`` the ranking scores (the attributions; None for the random ranking, whose orders'
-            scores are in ``order_scores``).
-        items: ``[B, T]`` bool, the positions that were ranked and removed.
-        input_ids: ``[B, T]`` the inputs (for visualisation).
-        n_removed_per_order: ``[B, R]`` float (NaN: that order never flipped).
-        aopc_per_order: ``[B, R]``.
-        order_scores: the ``R`` score tensors ``[B, T]`` of the orders.
-    """
-
-    layout: ClassVar[dict[str, str]] = {
-        "n_items": "row", "prediction": "row", "n_removed": "row", "fraction_removed": "row", "flipped": "row",
-        "curve": "step", "aopc": "row", "scores": "token", "items": "token", "input_ids": "token",
-        "n_removed_per_order": "row", "aopc_per_order": "row", "order_scores": "token",
-    }
-
-    method: str
-    level: str
-    erase: Any
-    n_items: torch.Tensor
-    prediction: torch.Tensor
-    n_removed: torch.Tensor
-    fraction_removed: torch.Tensor
-    flipped: torch.Tensor
-    curve: torch.Tensor
-    aopc: torch.Tensor
-    scores: torch.Tensor | None
-    items: torch.Tensor
-    input_ids: torch.Tensor
-    n_removed_per_order: torch.Tensor
-    aopc_per_order: torch.Tensor
-    order_scores: list[torch.Tensor] = field(default_factory=list, repr=False)
-
-    @property
-    def n_orders(self) -> int:
-        return int(self.n_removed_per_order.shape[1])
-
-    @property
-    def probability(self) -> torch.Tensor:
-        """``[B]`` original probability of the predicted class (``curve[:, 0]``)."""
-        return self.curve[:, 0]
-
-    def summary(self) -> dict[str, Any]:
-        """Means over ``(example, order)`` pairs (one order for a fixed ranking; see the module docstring):
-
-        ``mean_fraction_removed`` / ``mean_n_removed`` over the pairs that flipped (NaN if none),
-        ``never_flipped``: share of pairs whose decision never changed, ``mean_aopc``.
-        """
-        nr = self.n_removed_per_order.detach().double().cpu()
-        n = self.n_items.detach().double().cpu()[:, None].expand_as(nr)
-        flipped = ~torch.isnan(nr)
-        frac = nr / n
-        pairs = nr.numel()
-        return {
-            "method": self.method,
-            "level": self.level,
-            "erase": self.erase if self.level == "token" else None,
-            "n_examples": len(self),
-            "n_orders": self.n_orders,
-            "mean_fraction_removed": float(frac[flipped].mean()) if flipped.any() else float("nan"),
-            "mean_n_removed": float(nr[flipped].mean()) if flipped.any() else float("nan"),
-            "never_flipped": float((~flipped).double().mean()) if pairs else float("nan"),
-            "mean_aopc": float(self.aopc_per_order.detach().double().cpu().mean()) if pairs else float("nan"),
-        }
-
-    def to_markdown(self) -> str:
-        s = self.summary()
-        title = f"ErasureFlip ({s['level']}{'' if s['level'] == 'attention' else ', erase=' + str(s['erase'])})"
-        table = markdown_table(_TABLE_HEADER, [_table_row(s["method"], s)])
-        return f"**{title}**\n\n{table}"
-
-
-@dataclass
-class ErasureComparison:
-    """Several rankings on the same inputs: ``results`` (name → :class:`ErasureResult`) and one table."""
-
-    results: dict[str, ErasureResult]
-
-    @property
-    def table(self) -> dict[str, dict[str, Any]]:
-        """name → the ranking's :meth:`ErasureResult.summary`."""
-        return {name: r.summary() for name, r in self.results.items()}
-
-    def __getitem__(self, name: str) -> ErasureResult:
-        return self.results[name]
-
-    def summary(self) -> dict[str, dict[str, Any]]:
-        return self.table
-
-    def to_dict(self) -> dict[str, Any]:
-        """name → the ranking's :meth:`ErasureResult.to_dict`."""
-        return {name: r.to_dict() for name, r in self.results.items()}
-
-    def to_markdown(self) -> str:
-        return markdown_table(_TABLE_HEADER, [_table_row(name, s) for name, s in self.table.items()])
-
-    def __str__(self) -> str:
-        return self.to_markdown()
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # the evaluator
@@ -270,6 +181,12 @@ class ErasureFlip(Evaluator):
             from a cache of the hidden states below (:class:`attnfaith.attention.prefix.PrefixCache`; complete
             forwards where it does not apply). Same results up to float rounding.
         dtype: ``torch.autocast`` dtype for the forwards (e.g. ``torch.bfloat16`` on CUDA); None: the model's.
+        readout: at the attention level on the last layer, compute only the rows of the last block that the
+            classification head reads (:class:`attnfaith.attention.readout.ReadoutCache`, where it applies and its
+            checks pass; else the prefix cache). Same results up to float rounding.
+        steps: None (default: a curve point after every item) or fractions in ``(0, 1]`` of the items to remove,
+            e.g. ``(0.01, 0.05, 0.1, 0.2, 0.5)`` (ERASER): see "Curve points at fixed fractions" in the module
+            docstring.
     """
 
     def __init__(
@@ -288,10 +205,14 @@ class ErasureFlip(Evaluator):
         memory_budget: int | None = None,
         prefix: bool = True,
         dtype: torch.dtype | None = None,
+        readout: bool = True,
+        steps: Sequence[float] | None = None,
     ) -> None:
         super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
         self.prefix = bool(prefix)
+        self.readout = bool(readout)
         self.dtype = dtype
+        self.steps = _check_steps(steps)
         if level not in _LEVELS:
             raise ValueError(f"level must be 'attention' or 'token', got {level!r}")
         if isinstance(erase, bool) or not (erase in _ERASE if isinstance(erase, str) else isinstance(erase, int)):
@@ -475,7 +396,7 @@ class ErasureFlip(Evaluator):
         passes = None
         if self.level == "attention":
             passes = AttentionVariants(self.model, tap, batch, min(layers), runner, prefix=self.prefix,
-                                       autocast=self.dtype)
+                                       readout=self.readout, autocast=self.dtype)
             logits, _ = passes.original()
             p_orig = probs_of(logits)
         else:
@@ -530,7 +451,8 @@ class ErasureFlip(Evaluator):
                 e = e_idx[start:stop]
                 k = k_idx[start:stop]
                 rows = src[e]
-                width = int(lengths[start]) if lengths is not None else T
+                # at least one position: a row whose every token is an item is all padding once they are deleted
+                width = max(int(lengths[start]), 1) if lengths is not None else T
                 erase = batch.items.index_select(0, rows) & (rank.index_select(0, e) < k[:, None])
                 if passes is not None:
                     out = passes.run(rows, [("zero", erase, {"layers": tuple(layers), "heads": self.heads})])
@@ -538,31 +460,48 @@ class ErasureFlip(Evaluator):
                 return self._forward(batch.index_rows(rows), erase, None, layers, replacement, width=width)
 
             breaks = length_breaks(lengths) if lengths is not None else ()
-            probs = runner.run(total, variants, seq_len=T, device=device, breaks=breaks)
+            probs = runner.run(total, variants, seq_len=T, device=device, breaks=breaks, widths=lengths)
             target = pred[src][e_idx]
             curve[e_idx, k_idx] = probs.gather(1, target[:, None]).squeeze(1).float()
             flip = probs.argmax(-1) != target
             first.scatter_reduce_(0, e_idx, torch.where(flip, k_idx, torch.full_like(k_idx, never)), reduce="amin")
 
+        # the removal counts of each pair: k = 1..n_e, or the distinct fixed-fraction counts (ascending)
+        if self.steps is None:
+            counts = n_host
+
+            def k_at(e_host: torch.Tensor, i_host: torch.Tensor) -> torch.Tensor:
+                return i_host + 1
+        else:
+            ks = step_counts(n_host, self.steps).sort(-1).values  # [E, S]
+            distinct = torch.ones_like(ks, dtype=torch.bool)
+            distinct[:, 1:] = ks[:, 1:] != ks[:, :-1]
+            distinct &= n_host[:, None] > 0
+            counts = distinct.sum(-1)
+            table = ks.gather(1, torch.sort((~distinct).to(torch.int8), dim=-1, stable=True).indices)
+
+            def k_at(e_host: torch.Tensor, i_host: torch.Tensor) -> torch.Tensor:
+                return table[e_host, i_host]
+
         if full_curve:
-            e_host = torch.repeat_interleave(torch.arange(E), n_host)
-            offsets = torch.cumsum(n_host, 0) - n_host
-            k_host = torch.arange(int(n_host.sum())) - offsets[e_host] + 1
+            e_host = torch.repeat_interleave(torch.arange(E), counts)
+            offsets = torch.cumsum(counts, 0) - counts
+            k_host = k_at(e_host, torch.arange(int(counts.sum())) - offsets[e_host])
             run_pairs(e_host.to(device), k_host.to(device), e_host, k_host)
         else:
             active = torch.arange(E)
-            k_start = 1
+            i_start = 0
             while active.numel():
-                steps = max(1, -(-chunk // int(active.numel())))  # about one chunk of variants per round
-                ks = torch.arange(k_start, k_start + steps)
-                e_host = active.repeat_interleave(steps)
-                k_host = ks.repeat(int(active.numel()))
-                keep = k_host <= n_host[e_host]
-                e_host, k_host = e_host[keep], k_host[keep]
+                per = max(1, -(-chunk // int(active.numel())))  # about one chunk of variants per round
+                e_host = active.repeat_interleave(per)
+                i_host = torch.arange(i_start, i_start + per).repeat(int(active.numel()))
+                keep = i_host < counts[e_host]
+                e_host, i_host = e_host[keep], i_host[keep]
+                k_host = k_at(e_host, i_host)
                 run_pairs(e_host.to(device), k_host.to(device), e_host, k_host)
-                k_start += steps
+                i_start += per
                 first_host = first.cpu()  # one synchronisation per round
-                active = active[(first_host[active] == never) & (n_host[active] >= k_start)]
+                active = active[(first_host[active] == never) & (counts[active] > i_start)]
             # a round may run a few steps past the flip: drop them, so the result does not depend on the chunking
             past = torch.arange(T + 1, device=device)[None, :] > first[:, None]
             curve.masked_fill_(past, float("nan"))
@@ -575,9 +514,15 @@ class ErasureFlip(Evaluator):
         flipped_o = first <= n[None, :]  # [R, B]
         n_removed_o = torch.where(flipped_o, first.to(curve.dtype), torch.full_like(curve[..., 0], float("nan")))
         p0 = curve[..., :1]
-        diff = torch.where(torch.isnan(curve), torch.zeros_like(curve), p0 - curve)
-        aopc_o = diff.sum(-1) / (nf[None, :] + 1)  # [R, B]
-        complete = (~torch.isnan(curve)).sum(-1) == (n[None, :] + 1)  # an early-exit curve stops at the flip
+        if self.steps is None:
+            diff = torch.where(torch.isnan(curve), torch.zeros_like(curve), p0 - curve)
+            aopc_o = diff.sum(-1) / (nf[None, :] + 1)  # [R, B]
+            complete = (~torch.isnan(curve)).sum(-1) == (n[None, :] + 1)  # an early-exit curve stops at the flip
+        else:  # ERASER's AOPC over the steps (+ the k = 0 term), once per step
+            ks = step_counts(n, self.steps)  # [B, S]
+            at = curve.gather(2, ks[None].expand(R, -1, -1))  # [R, B, S]
+            aopc_o = (p0 - at).sum(-1) / (len(self.steps) + 1)
+            complete = ~torch.isnan(at).any(-1)
         aopc_o = torch.where(complete, aopc_o, torch.full_like(aopc_o, float("nan")))
         if R == 1:
             n_removed = n_removed_o[0]
@@ -600,4 +545,5 @@ class ErasureFlip(Evaluator):
             n_removed_per_order=n_removed_o.t().contiguous(),
             aopc_per_order=aopc_o.t().contiguous(),
             order_scores=list(ranking.scores),
+            steps=self.steps,
         )

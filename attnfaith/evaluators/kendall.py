@@ -68,8 +68,9 @@ class KendallTauResult(Result):
 
     def summary(self, alpha: float | None = None) -> dict[Any, dict[str, float]]:
         """Jain & Wallace's Table 2 row for each predicted class, plus ``"all"``:
-        ``{class: {"mean": τ̄, "std": population std of τ, "sig_frac": share with p ≤ alpha, "n": examples}}``.
-        Examples whose τ is undefined (NaN) are left out of every entry."""
+        ``{class: {"mean": τ̄, "std": population std of τ, "sig_frac": share with p ≤ alpha (two-sided, Jain &
+        Wallace's "Sig. Frac."), "sig_pos_frac" / "sig_neg_frac": share with p ≤ alpha and τ > 0 / τ < 0,
+        "n": examples}}``. Examples whose τ is undefined (NaN) are left out of every entry."""
         alpha = self.alpha if alpha is None else float(alpha)
         tau = self.tau.detach().double().cpu()
         pv = self.pvalue.detach().double().cpu()
@@ -85,6 +86,8 @@ class KendallTauResult(Result):
                 "mean": _stat(t.mean()) if n else float("nan"),
                 "std": _stat(t.std(unbiased=False)) if n else float("nan"),
                 "sig_frac": _stat((p <= alpha).double().mean()) if n else float("nan"),
+                "sig_pos_frac": _stat(((p <= alpha) & (t > 0)).double().mean()) if n else float("nan"),
+                "sig_neg_frac": _stat(((p <= alpha) & (t < 0)).double().mean()) if n else float("nan"),
                 "n": n,
             }
         return out

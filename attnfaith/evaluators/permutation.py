@@ -127,6 +127,9 @@ class PermutationTVD(Evaluator):
         prefix: run the variants through the layers from ``layer`` up only, from a cache of the hidden states below
             (:class:`attnfaith.attention.prefix.PrefixCache`; complete forwards where it does not apply).
         dtype: ``torch.autocast`` dtype for the forwards (e.g. ``torch.bfloat16`` on CUDA); None: the model's.
+        readout: when ``layer`` is the last one, compute only the rows of the last block that the classification
+            head reads (:class:`attnfaith.attention.readout.ReadoutCache`, where it applies and its checks pass; else
+            the prefix cache). Same results up to float rounding.
     """
 
     def __init__(
@@ -142,9 +145,11 @@ class PermutationTVD(Evaluator):
         memory_budget: int | None = None,
         prefix: bool = True,
         dtype: torch.dtype | None = None,
+        readout: bool = True,
     ) -> None:
         super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
         self.prefix = bool(prefix)
+        self.readout = bool(readout)
         self.dtype = dtype
         self.layer = check_layer(layer)
         if isinstance(n_permutations, bool) or not isinstance(n_permutations, int):
@@ -186,7 +191,7 @@ class PermutationTVD(Evaluator):
                 call_model(model, batch.index_rows(torch.zeros(1, dtype=torch.long, device=batch.device)))
             layer = tap.resolve_layer(self.layer)
             query = resolve_query(self.query, tap.layers, [layer])
-            with AttentionVariants(model, tap, batch, layer, runner, prefix=self.prefix,
+            with AttentionVariants(model, tap, batch, layer, runner, prefix=self.prefix, readout=self.readout,
                                    autocast=self.dtype) as passes:
                 logits, att = passes.original(capture_layer=layer)
                 if att.shape[-1] != T:

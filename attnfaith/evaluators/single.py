@@ -166,6 +166,9 @@ class SingleWeightErasure(Evaluator):
         prefix: run the variants through the blocks from the first erased layer up only, from a cache of the hidden
             states below (:class:`attnfaith.attention.prefix.PrefixCache`; complete forwards where it does not
             apply). Same results up to float rounding.
+        readout: on the last layer, compute only the rows of the last block that the classification head reads
+            (:class:`attnfaith.attention.readout.ReadoutCache`, where it applies and its checks pass; else the prefix
+            cache). Same results up to float rounding.
     """
 
     def __init__(
@@ -180,10 +183,12 @@ class SingleWeightErasure(Evaluator):
         max_examples_per_batch: int | None = None,
         memory_budget: int | None = None,
         prefix: bool = True,
+        readout: bool = True,
     ) -> None:
         super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
         self.seed = check_seed(seed)
         self.prefix = bool(prefix)
+        self.readout = bool(readout)
         self.layer = check_layers(layer, "layer")
         self.heads = check_heads(heads, "heads")
         self.query = check_query(query)
@@ -245,7 +250,8 @@ class SingleWeightErasure(Evaluator):
             pos = torch.arange(T, device=device)
             runner = self.runner_for(max_examples_per_batch)
             with torch.inference_mode(), AttentionTap(model, capture=None, modules=self.modules) as tap, \
-                    AttentionVariants(model, tap, batch, min(layers), runner, prefix=self.prefix) as passes:
+                    AttentionVariants(model, tap, batch, min(layers), runner, prefix=self.prefix,
+                                      readout=self.readout) as passes:
                 orig = logits_of(passes.original()[0]).float()
 
                 def variants(start: int, stop: int) -> torch.Tensor:

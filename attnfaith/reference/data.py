@@ -95,6 +95,15 @@ class TextDataset:
             lines=None if self.lines is None else [self.lines[i] for i in idx],
         )
 
+    def with_texts(self, texts: Sequence[str]) -> "TextDataset":
+        """The same rows (labels, splits, lines) with other texts, e.g. preprocessed ones
+        (:meth:`attnfaith.reference.preprocessing.Preprocessing.clean_all`)."""
+        texts = list(texts)
+        if len(texts) != len(self.texts):
+            raise ValueError(f"texts: {len(texts)} texts for a dataset of {len(self.texts)} rows")
+        return TextDataset(texts=texts, labels=self.labels, splits=self.splits, label_names=self.label_names,
+                           source=self.source, lines=self.lines)
+
     def filter(self, split: str | Iterable[str]) -> "TextDataset":
         """The rows of one split (or of any of several splits)."""
         if self.splits is None:

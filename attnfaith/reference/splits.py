@@ -3,10 +3,15 @@
 Any CSV / TSV / JSONL table with a text and a label column (:func:`attnfaith.reference.data.read_table`). With a
 split column, its ``train`` (``training``) / ``dev`` (``validation``, ``valid``, ``val``) / ``test`` rows are used;
 separate ``dev_data`` / ``test_data`` files may be given instead; whatever is missing is carved out of the training
-rows with a seeded shuffle (test: 10 %, dev: 10 %, at most 1,000 rows). ``min_tokens`` drops texts with fewer
-whitespace tokens from every split (Jain & Wallace's SST filter is ``min_tokens=6``,
-:func:`attnfaith.reference.data.sst_min_length_filter`), ``min_train_tokens`` from train and dev only, and
-``max_train`` subsamples the training rows (seeded).
+rows with a seeded shuffle (test: 10 %, dev: 10 %, at most 1,000 rows).
+
+For the reference models every text is then preprocessed (``cfg.preprocessing``,
+:class:`attnfaith.reference.preprocessing.Preprocessing`): the splits hold the cleaned texts, space-separated tokens,
+as Jain & Wallace's CSV files do; a HuggingFace model gets the texts as read. Tokens are counted in those texts
+(whitespace words): ``min_tokens`` drops shorter texts and ``max_tokens`` longer ones from every split (Jain &
+Wallace's SST filter is ``min_tokens=6``, :func:`attnfaith.reference.data.sst_min_length_filter`; IMDB ``< 400``,
+``max_tokens=399``), ``min_train_tokens`` drops shorter texts from train and dev only, and ``max_train`` subsamples
+the training rows (seeded).
 """
 
 from __future__ import annotations
@@ -61,10 +66,12 @@ def _carve(ds: TextDataset, fraction: float, cap: int | None, seed: int) -> tupl
     return ds.subset(rest), ds.subset(carved)
 
 
-def _min_tokens(ds: TextDataset, n: int) -> TextDataset:
-    if n <= 0:
-        return ds.subset([i for i, t in enumerate(ds.texts) if t.split()])  # never an empty text
-    return ds.subset([i for i, t in enumerate(ds.texts) if len(t.split()) >= n])
+def _min_tokens(ds: TextDataset, n: int, most: int | None = None) -> TextDataset:
+    """The rows of ``ds`` with at least ``max(n, 1)`` (never an empty text) and at most ``most`` whitespace
+    tokens."""
+    least = max(int(n), 1)
+    return ds.subset([i for i, t in enumerate(ds.texts)
+                      if least <= len(t.split()) and (most is None or len(t.split()) <= most)])
 
 
 def load_splits(cfg: ReplicationConfig) -> Splits:
@@ -106,12 +113,20 @@ def load_splits(cfg: ReplicationConfig) -> Splits:
     if dev is None:
         train, dev = _carve(train, 0.1, 1000, cfg.seed + 1)
         notes.append(f"dev: a seeded 10% (at most 1,000) of the training rows ({len(dev)})")
+    if cfg.is_reference:
+        prep = cfg.preprocessing
+        n_raw = len({w for t in train.texts for w in t.split()})
+        train, dev, test = (d.with_texts(prep.clean_all(d.texts)) for d in (train, dev, test))
+        notes.append(f"preprocessing: {prep.describe()} (distinct training words {n_raw} -> "
+                     f"{len({w for t in train.texts for w in t.split()})})")
     before = (len(train), len(dev), len(test))
-    train, dev, test = (_min_tokens(d, cfg.min_tokens) for d in (train, dev, test))
-    if cfg.min_tokens > 0:
+    train, dev, test = (_min_tokens(d, cfg.min_tokens, cfg.max_tokens) for d in (train, dev, test))
+    if cfg.min_tokens > 0 or cfg.max_tokens is not None:
+        bounds = " and ".join(b for b in (f">= {cfg.min_tokens}" if cfg.min_tokens > 0 else "",
+                                          f"<= {cfg.max_tokens}" if cfg.max_tokens is not None else "") if b)
         notes.append(
-            f"kept texts with >= {cfg.min_tokens} whitespace tokens: train {before[0]} -> {len(train)}, "
-            f"dev {before[1]} -> {len(dev)}, test {before[2]} -> {len(test)}"
+            f"kept texts with {bounds} {'tokens' if cfg.is_reference else 'whitespace tokens'}: train "
+            f"{before[0]} -> {len(train)}, dev {before[1]} -> {len(dev)}, test {before[2]} -> {len(test)}"
         )
     if cfg.min_train_tokens > 0:
         n_tr, n_dv = len(train), len(dev)

@@ -83,9 +83,10 @@ def train_model(cfg: ReplicationConfig, splits: Splits, *, seed: int | None = No
     device = torch.device(cfg.device)
     if cfg.is_reference:
         if vocab is None:
-            vocab = Vocabulary.build(splits.train.texts, min_count=cfg.min_count)
+            vocab = Vocabulary.build(splits.train.texts, min_count=cfg.min_count, min_df=cfg.min_df)
         if vectors is None and cfg.vectors:
-            vectors = word_vectors(cfg.vectors, vocab, cfg.embed_dim, cfg.data_root, norm=cfg.vectors_norm)
+            vectors = word_vectors(cfg.vectors, vocab, cfg.embed_dim, cfg.data_root, norm=cfg.vectors_norm,
+                                   texts=splits.train.texts)
             log(f"word vectors: {vectors[1]}")
         model = build_reference_model(cfg.encoder, len(vocab), splits.num_labels, embed_dim=cfg.embed_dim,
                                       hidden_dim=cfg.hidden_dim, seed=seed, uniform=uniform,

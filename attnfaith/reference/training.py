@@ -181,7 +181,8 @@ class TrainResult:
         best_epoch: the (1-based) epoch whose state the model now holds.
         best_metric: its dev value of ``select_by`` (None without dev data).
         select_by: the selection metric actually used (``"auc"`` falls back to ``"accuracy"`` when dev has one class).
-        history: one dict per epoch: ``epoch``, ``train_loss`` and the dev metrics (``accuracy``, ``f1``, ``auc``).
+        history: one dict per epoch: ``epoch``, ``train_loss`` (the mean loss per training example over the epoch,
+            also when the optimised loss is the batch's sum) and the dev metrics (``accuracy``, ``f1``, ``auc``).
         epochs_run: epochs actually trained.
         stopped_early: early stopping ended the run.
     """
@@ -220,7 +221,11 @@ def _fit(
     grad_clip: float | None,
     progress: bool,
     desc: str,
+    loss_is_sum: bool = False,
 ) -> TrainResult:
+    """The shared epoch loop. ``step_fn(idx)`` returns the loss of the batch ``idx``: its sum over the examples
+    (``loss_is_sum``) or its mean. The loss shown and stored (``history[i]["train_loss"]``) is always the mean
+    per example over the epoch, whatever is optimised."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if n_train < 1:
@@ -252,7 +257,7 @@ def _fit(
                     optimizer.step()
                     if scheduler is not None:
                         scheduler.step()
-                    total += float(loss.detach()) * len(idx)
+                    total += float(loss.detach()) * (1 if loss_is_sum else len(idx))
                     count += len(idx)
                     bar.update(1)
                     bar.set_postfix(epoch=epoch, loss=f"{total / count:.4g}", refresh=False)
@@ -340,7 +345,9 @@ def train_classifier(
             name contains ``"attention"`` (JW's separate ``attn_optim`` has ``weight_decay=0``).
         class_balanced: weight each example by ``N / (K * n_class)``; for binary data the ratio of the weights is
             JW's ``pos_weight = n_neg / n_pos``.
-        loss_reduction: ``"sum"`` over the batch (JW: ``(bce * weight).mean(1).sum()``) or ``"mean"``.
+        loss_reduction: ``"sum"`` over the batch (JW: ``(bce * weight).mean(1).sum()``) or ``"mean"``: what is
+            optimised. The loss shown in the progress bar and stored in ``history`` is the mean per example either
+            way (JW's code prints the sum).
         select_by: dev metric to keep the best epoch by: ``"auc"`` (JW's ``roc_auc``; binary: AUC of
             ``P(class 1)``, multi-class: macro one-vs-rest), ``"accuracy"`` or ``"f1"``. Ties keep the earlier epoch.
         skip_first_epoch: never select epoch 1 (JW: ``if metric > best_metric and i > 0``), unless ``epochs == 1``.
@@ -411,6 +418,7 @@ def train_classifier(
         grad_clip=grad_clip,
         progress=progress,
         desc="train",
+        loss_is_sum=loss_reduction == "sum",
     )
 
 

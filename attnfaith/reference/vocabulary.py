@@ -45,14 +45,28 @@ class Vocabulary:
         min_count: int = 1,
         max_size: int | None = None,
         lowercase: bool = False,
+        min_df: int = 1,
     ) -> "Vocabulary":
-        """Vocabulary of the words occurring at least ``min_count`` times; at most ``max_size`` words (specials
-        not counted), most frequent first."""
+        """Vocabulary of the words occurring at least ``min_count`` times in at least ``min_df`` of the texts
+        (document frequency: Jain & Wallace's ``CountVectorizer(min_df=...)``); at most ``max_size`` words
+        (specials not counted), most frequent first.
+
+        ``texts`` are split on whitespace (Jain & Wallace's ``Vectorizer`` splits on spaces): preprocess raw text
+        first with :meth:`attnfaith.reference.preprocessing.Preprocessing.clean_all`.
+        """
+        if min_count < 1 or min_df < 1:
+            raise ValueError(f"min_count and min_df must be >= 1, got {min_count} and {min_df}")
         vocab = cls(lowercase=lowercase)
-        counts = Counter(tok for t in texts for tok in vocab.tokenize(t))
+        counts: Counter = Counter()
+        docs: Counter = Counter()
+        for t in texts:
+            toks = vocab.tokenize(t)
+            counts.update(toks)
+            docs.update(set(toks))
         for s in cls.SPECIALS:
             counts.pop(s, None)
-        words = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+        words = sorted((w for w, c in counts.items() if c >= min_count and docs[w] >= min_df),
+                       key=lambda w: (-counts[w], w))
         if max_size is not None:
             words = words[: max(0, int(max_size))]
         return cls(words, lowercase=lowercase)

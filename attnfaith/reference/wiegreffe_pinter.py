@@ -20,7 +20,7 @@ import torch
 
 from attnfaith.metrics import bin_quartiles, jsd, tvd
 from attnfaith.reference.config import WP_SEEDS, ReplicationConfig
-from attnfaith.reference.evaluation import eval_batch_size, kendall_summaries
+from attnfaith.reference.evaluation import kendall_summaries
 from attnfaith.reference.splits import Splits
 from attnfaith.reference.trained_model import TrainedModel, train_model, train_summary
 from attnfaith.reference.vectors import word_vectors
@@ -96,11 +96,10 @@ def wiegreffe_pinter_checks(cfg: ReplicationConfig, splits: Splits, tm: TrainedM
                 a, p = attention_and_probs(other, test.texts, device)
                 others_att.append(a)
                 others_p.append(p)
-                seed_runs.append({"seed": s, "test": other.metrics(test, device),
-                                  "kendall": kendall_summaries(other, test, rows, eval_batch_size(cfg, tm),
-                                                               cfg.resolved_detach_attention,
-                                                               cfg.max_examples_per_batch, cfg.layer),
-                                  **train_summary(other)})
+                run = {"seed": s, "test": other.metrics(test, device), **train_summary(other)}
+                if "kendall" in cfg.tests:
+                    run["kendall"] = kendall_summaries(other, test, cfg, rows)
+                seed_runs.append(run)
             sv = seed_variance(base_att, base_p, others_att, others_p)
         wp["seed_variance"] = {
             "seeds": list(WP_SEEDS[: cfg.seeds]),

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -81,18 +81,20 @@ class TextScan:
         truncated: indices of the texts longer than ``max_length`` tokens (special tokens included), cut to it.
         unknown_share: share of the real tokens of the first :data:`UNK_SAMPLE` texts that are the tokenizer's
             unknown token (None when it has none or there are no real tokens).
+        n_items: the number of real tokens of every text (after truncation): the items the tests score.
     """
 
     kept: list[int]
     dropped: list[int]
     truncated: list[int]
     unknown_share: float | None
+    n_items: list[int] = field(default_factory=list)
 
 
 def scan_texts(tokenizer: Any, texts: Sequence[str], max_length: int, batch: int = 256) -> TextScan:
     """Tokenize ``texts`` at ``max_length`` (and count their tokens at ``max_length + 1`` to see which were cut):
     :class:`TextScan`."""
-    kept, dropped, truncated = [], [], []
+    kept, dropped, truncated, n_items = [], [], [], []
     unk_id = getattr(tokenizer, "unk_token_id", None)
     n_unknown = n_real = 0
     for a in range(0, len(texts), batch):
@@ -101,13 +103,14 @@ def scan_texts(tokenizer: Any, texts: Sequence[str], max_length: int, batch: int
         real = enc["attention_mask"].bool() & ~enc["special_tokens_mask"].bool()
         for i, n in enumerate(real.sum(-1).tolist()):
             (kept if n > 0 else dropped).append(a + i)
+            n_items.append(int(n))
         longer = token_counts(tokenizer, part, max_length + 1)
         truncated += [a + i for i, n in enumerate(longer) if n > max_length]
         if a < UNK_SAMPLE and unk_id is not None:
             sample = real[: UNK_SAMPLE - a]
             n_real += int(sample.sum())
             n_unknown += int((sample & (enc["input_ids"][: UNK_SAMPLE - a] == int(unk_id))).sum())
-    return TextScan(kept, dropped, truncated, n_unknown / n_real if n_real else None)
+    return TextScan(kept, dropped, truncated, n_unknown / n_real if n_real else None, n_items)
 
 
 def check_unknown_share(tokenizer: Any, scan: TextScan, n_texts: int) -> None:

@@ -68,9 +68,11 @@ class EvaluationConfig:
         adversarial_steps: Adam steps of the adversarial search (Jain & Wallace: 500).
         variants_per_forward: variants per forward (Captum's ``max_examples_per_batch``); None: from memory.
         erasure_levels: ``("token", "attention")`` by default.
+        gradient_detach_attention: the ``gradient`` method treats the attention weights as constants (Jain &
+            Wallace's setting for their reference models: the gradient flows through the values only).
     """
 
-    methods: tuple[str, ...] = field(default_factory=lambda: registry.method_names())
+    methods: tuple[str, ...] = field(default_factory=lambda: registry.method_names(default_only=True))
     evaluators: tuple[str, ...] = field(default_factory=lambda: registry.evaluator_names(default_only=True))
     layer: int = -1
     batch_size: int = 16
@@ -82,6 +84,7 @@ class EvaluationConfig:
     adversarial_steps: int = 500
     variants_per_forward: int | None = None
     erasure_levels: tuple[str, ...] = ERASURE_LEVELS
+    gradient_detach_attention: bool = False
 
     def __post_init__(self) -> None:
         self.methods = tuple(parse_list(list(self.methods), registry.method_names(), "method"))
@@ -94,6 +97,8 @@ class EvaluationConfig:
             _check_int("variants_per_forward", self.variants_per_forward, 1)
         _check_int("layer", self.layer, None)
         _check_int("seed", self.seed, 0, SEED_LIMIT)
+        if not isinstance(self.gradient_detach_attention, bool):
+            raise PipelineError(f"gradient_detach_attention must be True or False, got {self.gradient_detach_attention!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as ``results.json`` stores it (tuples as lists)."""
@@ -110,6 +115,7 @@ class EvaluationConfig:
             "adversarial_steps": self.adversarial_steps,
             "variants_per_forward": self.variants_per_forward,
             "erasure_levels": list(self.erasure_levels),
+            "gradient_detach_attention": self.gradient_detach_attention,
         }
 
 

@@ -3,8 +3,15 @@
 :func:`make_figures` draws every :class:`~attnfaith.study.registry.Figure` of the registered report parts, in their
 order, and returns, per figure, its path (relative to the run folder), title and caption, which ``report.md`` shows.
 What a figure draws is its registration's business (:mod:`attnfaith.study.builtin`); this module holds what they
-share: the figure life cycle (:func:`pyplot`, :func:`finish`), the methods' colours and labels, the violin plot
-against the maximum attention weight, and the token heat-map of the methods' scores.
+share, so that every figure has one style:
+
+* the figure life cycle: :func:`pyplot` (Agg, the house style :data:`STYLE`), :func:`finish` (PNG for the report,
+  and SVG and PDF beside it for papers, written reproducibly);
+* the methods' colours and labels (:func:`color`, :func:`short_label`, :func:`methods_of`);
+* :func:`strip` (the points of a group, jittered), :func:`legend_outside` (a legend right of the axes or below
+  them, never over the data); a group's ``n`` is written in its tick label, where nothing can cover it;
+* the violin plot against the maximum attention weight (:func:`violin_by_max_attention`; groups of fewer than
+  :data:`SPARSE` examples are drawn as points, with their ``n``), and the token heat-map of the methods' scores.
 """
 
 from __future__ import annotations
@@ -17,30 +24,54 @@ import numpy as np
 
 from attnfaith.study import registry
 
-__all__ = ["make_figures", "pyplot", "finish", "methods_of", "color", "short_label", "violin_by_max_attention",
-           "token_heatmap", "BINS"]
+__all__ = ["make_figures", "pyplot", "finish", "methods_of", "color", "short_label", "strip", "legend_outside",
+           "class_color", "violin_by_max_attention", "token_heatmap", "BINS", "SPARSE", "STYLE",
+           "VECTOR_FORMATS"]
 
 #: the bins of the maximum attention weight (Jain & Wallace's violin plots)
 BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: a group of fewer examples is shown point by point (a box or violin of it alone would mislead)
+SPARSE = 20
+#: the smallest group a violin is drawn for (smaller ones: points only)
+MIN_VIOLIN = 5
+#: the vector formats written beside every PNG
+VECTOR_FORMATS = ("svg", "pdf")
+#: the house style (matplotlib rcParams), applied by :func:`pyplot`
+STYLE = {
+    "figure.dpi": 110, "savefig.dpi": 110, "figure.constrained_layout.use": True, "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9,
+    "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8, "legend.title_fontsize": 8,
+    "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+    "svg.fonttype": "none", "svg.hashsalt": "attnfaith", "pdf.fonttype": 42,
+}
+#: the colours of the predicted classes (violins, Kendall τ boxes)
+_CLASS_COLORS = ("#d62728", "#9467bd", "#8c564b", "#e377c2")
 
 
 def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend."""
+    """``matplotlib.pyplot`` on the Agg backend, with :data:`STYLE` applied."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    plt.rcParams.update(STYLE)
     return plt
 
 
-def finish(fig, path: Path, drawn: bool = True) -> bool:
-    """Lay ``fig`` out and write it to ``path`` (110 dpi) if anything was drawn, else close it unsaved; returns
-    ``drawn``."""
-    fig.tight_layout()
+def finish(fig, path: Path, drawn: bool = True, vector: bool = True) -> bool:
+    """Write ``fig`` to ``path`` (PNG) and, with ``vector``, beside it as ``.svg`` and ``.pdf``
+    (:data:`VECTOR_FORMATS`; no creation date, so a redraw writes the same bytes) if anything was drawn, else close
+    it unsaved; returns ``drawn``. The bounding box is tight (legends outside the axes included)."""
     if drawn:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        # lay out once (constrained layout), then write every format with that layout and bounding box
+        fig.canvas.draw()
+        bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.05)
+        fig.set_layout_engine("none")
+        fig.savefig(path, bbox_inches=bbox)
+        if vector:
+            fig.savefig(path.with_suffix(".svg"), bbox_inches=bbox, metadata={"Date": None})
+            fig.savefig(path.with_suffix(".pdf"), bbox_inches=bbox, metadata={"CreationDate": None})
     pyplot().close(fig)
     return drawn
 
@@ -67,6 +98,38 @@ def short_label(method: str) -> str:
         return method
 
 
+def class_color(i: int) -> str:
+    """The colour of the ``i``-th predicted class shown (cycling)."""
+    return _CLASS_COLORS[i % len(_CLASS_COLORS)]
+
+
+def strip(ax, x: float, values: Sequence[float], color: str | None, width: float = 0.5, seed: int = 0,
+          size: float = 9, alpha: float = 0.6, vertical: bool = True) -> None:
+    """The ``values`` as points around ``x`` (jittered uniformly over ``±width/2``, the jitter drawn from
+    ``default_rng(seed)`` so a redraw is identical); horizontal positions and vertical values with ``vertical``."""
+    vals = np.asarray(values, dtype=np.float64)
+    if not vals.size:
+        return
+    jitter = np.random.default_rng(seed).uniform(-width / 2, width / 2, vals.size)
+    xy = (x + jitter, vals) if vertical else (vals, x + jitter)
+    ax.scatter(*xy, s=size, color=color, alpha=alpha, linewidths=0, zorder=3)
+
+
+def legend_outside(ax_or_fig, handles=None, labels=None, title: str | None = None, where: str = "right", ncol=None):
+    """A legend outside the axes (or the figure): ``where="right"`` (beside, top aligned) or ``"below"`` (centred
+    under them, in ``ncol`` columns, default all in one row); never over the data. Returns the legend."""
+    if handles is None:
+        handles, labels = ax_or_fig.get_legend_handles_labels()
+    if not handles:
+        return None
+    if where == "right":
+        kw = dict(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        kw = dict(loc="upper center", bbox_to_anchor=(0.5, -0.16 if hasattr(ax_or_fig, "transAxes") else 0.0),
+                  ncol=ncol or len(handles))
+    return ax_or_fig.legend(handles, labels, title=title, frameon=False, **kw)
+
+
 def _bin_index(v: float) -> int:
     for i in range(len(BINS) - 1):
         if v < BINS[i + 1]:
@@ -79,50 +142,55 @@ def _violin_by_bin(ax, values: Sequence[float], max_att: Sequence[float], classe
     split = 1 < len(classes_present) <= 4
     groups = classes_present if split else [None]
     width = 0.8 / len(groups)
-    cmap = pyplot().get_cmap("tab10")
     drawn = False
+    counts = [[0] * len(groups) for _ in range(len(BINS) - 1)]
     for gi, cls in enumerate(groups):
+        c = class_color(gi) if split else "#1f77b4"
         for b in range(len(BINS) - 1):
-            vals = [v for v, a, c in zip(values, max_att, classes)
-                    if _bin_index(a) == b and (cls is None or c == cls) and v is not None and math.isfinite(v)]
+            vals = [v for v, a, c_ in zip(values, max_att, classes)
+                    if _bin_index(a) == b and (cls is None or c_ == cls) and v is not None and math.isfinite(v)]
+            if not vals:
+                continue
             x = b + (gi - (len(groups) - 1) / 2) * width
-            c = cmap(gi + 3) if split else "#1f77b4"
-            if len(vals) >= 2 and np.ptp(vals) > 0:
-                parts = ax.violinplot([vals], positions=[x], widths=width * 0.9, showmedians=True)
+            if len(vals) >= MIN_VIOLIN and np.ptp(vals) > 0:
+                parts = ax.violinplot([vals], positions=[x], widths=width * 0.9, showmedians=True, showextrema=False)
                 for body in parts["bodies"]:
                     body.set_facecolor(c)
-                    body.set_alpha(0.5)
-                for key in ("cmedians", "cmins", "cmaxes", "cbars"):
-                    if key in parts:
-                        parts[key].set_color(c)
-                drawn = True
-            if vals:
-                ax.scatter([x] * len(vals), vals, s=6, color=c, alpha=0.5, zorder=3)
-                ax.text(x, max(vals), f"n={len(vals)}", ha="center", va="bottom", fontsize=7)
-                drawn = True
+                    body.set_edgecolor(c)
+                    body.set_alpha(0.45)
+                parts["cmedians"].set_color(c)
+            # the points themselves: every one in a sparse group, as a light strip in a dense one
+            strip(ax, x, vals, c, width=width * (0.5 if len(vals) < SPARSE else 0.3), seed=b * 8 + gi,
+                  size=14 if len(vals) < SPARSE else 5, alpha=0.85 if len(vals) < SPARSE else 0.35)
+            counts[b][gi] = len(vals)
+            drawn = True
     if split:
-        for gi, cls in enumerate(groups):
-            ax.scatter([], [], color=cmap(gi + 3), label=f"predicted class {cls}")
-        ax.legend(fontsize=8, loc="upper left")
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], marker="o", ls="", color=class_color(gi)) for gi in range(len(groups))]
+        legend_outside(ax, handles, [str(cls) for cls in groups], title="predicted class")
     ax.set_xticks(range(len(BINS) - 1))
-    ax.set_xticklabels([f"[{BINS[i]:.2f}, {BINS[i + 1]:.2f}{']' if i == len(BINS) - 2 else ')'}"
-                        for i in range(len(BINS) - 1)])
+    ax.set_xticklabels([f"[{BINS[i]:.2f}, {BINS[i + 1]:.2f}{']' if i == len(BINS) - 2 else ')'}\n"
+                        f"n = {' / '.join(map(str, counts[i]))}" for i in range(len(BINS) - 1)])
     ax.set_xlim(-0.6, len(BINS) - 1.4)
-    ax.set_xlabel("maximum attention weight of the example")
+    ax.set_xlabel("maximum attention weight of the example" + (" (n per predicted class, in the legend's order)"
+                                                               if split else ""))
     ax.set_ylabel(ylabel)
-    ax.grid(axis="y", alpha=0.3)
+    ax.grid(axis="x", visible=False)
     return drawn
 
 
 def violin_by_max_attention(run: Mapping[str, Any], record: str, value: str, max_attention: str, ylabel: str):
     """``(fig, ax, drawn)``: violins of ``example[record][value]`` per bin (:data:`BINS`) of the example's maximum
     attention weight ``example[record][max_attention]``, split by predicted class (2 to 4 classes), over the
-    examples that have both; None when none has."""
+    examples that have both; None when none has. Every example is also a point; a group of fewer than
+    :data:`MIN_VIOLIN` gets no violin, and one of fewer than :data:`SPARSE` larger points. Each bin's tick label
+    says its ``n`` (per class, in the legend's order); the class legend is right of the axes."""
     rows = [(ex[record][value], ex[record][max_attention], ex["prediction"])
             for ex in run["examples"] if ex.get(record) and ex[record][max_attention] is not None]
     if not rows:
         return None
-    fig, ax = pyplot().subplots(figsize=(7.0, 4.2))
+    fig, ax = pyplot().subplots(figsize=(7.0, 4.0))
     drawn = _violin_by_bin(ax, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], ylabel)
     return fig, ax, drawn
 
@@ -160,6 +228,7 @@ def token_heatmap(run: Mapping[str, Any], method: str, path: Path, n_examples: i
     cmap = plt.get_cmap("RdBu_r" if signed else "Reds")
     norm = Normalize(-1 if signed else 0, 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.78 * width + 1.5), 0.62 * len(exs) + 1.3))
+    ax.grid(False)
     for r, (ex, s) in enumerate(zip(exs, scores)):
         scale = np.nanmax(np.abs(s)) if s.size and np.isfinite(s).any() else 1.0
         scale = scale if scale > 0 else 1.0
@@ -190,7 +259,8 @@ def token_heatmap(run: Mapping[str, Any], method: str, path: Path, n_examples: i
 
 def make_figures(run: Mapping[str, Any], fig_dir: str | Path) -> dict[str, dict[str, str]]:
     """Write every figure the run has data for into ``fig_dir``; returns ``{key: {path, title, caption}}`` with
-    paths relative to the run folder (``figures/…``), in the order of the report parts."""
+    paths relative to the run folder (``figures/…``; ``vector``: the same figure as SVG and PDF), in the order of
+    the report parts."""
     fig_dir = Path(fig_dir)
     out: dict[str, dict[str, str]] = {}
     for part in registry.report_parts():
@@ -202,5 +272,6 @@ def make_figures(run: Mapping[str, Any], fig_dir: str | Path) -> dict[str, dict[
                 if drawn:
                     label = "" if method is None else registry.method_label(method)
                     out[key] = {"path": f"{fig_dir.name}/{key}.png", "title": fig.title.replace("{label}", label),
-                                "caption": fig.caption.replace("{label}", label)}
+                                "caption": fig.caption.replace("{label}", label),
+                                "vector": [f"{fig_dir.name}/{key}.{ext}" for ext in VECTOR_FORMATS]}
     return out

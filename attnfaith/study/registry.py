@@ -65,6 +65,9 @@ class MethodSpec:
         reads_attention: needs a reachable attention layer (skipped, with a note, on a model without one).
         check: ``check(model, batch, query, layers) -> reason | None`` on the first example: why the method does
             not apply to the model (it is then skipped), or None.
+        default: among the methods a run uses when none are named (:func:`method_names` ``(default_only=True)``).
+        cost: ``cost(n_items, config) -> forwards``: about how many forwards (a backward counts as two) the method
+            needs for one example with ``n_items`` items (progress estimates; None: 1).
     """
 
     name: str
@@ -76,6 +79,8 @@ class MethodSpec:
     ranking: str | None = None
     reads_attention: bool = False
     check: Callable[["nn.Module", "Batch", str, Sequence[Any]], str | None] | None = None
+    default: bool = True
+    cost: Callable[[int, "EvaluationConfig"], float] | None = None
 
 
 @dataclass(frozen=True)
@@ -163,13 +168,15 @@ class Figure:
 @dataclass(frozen=True)
 class Verdict:
     """What a verdict clause reads: the run, the method × metric summary, the attention tests, the method, the
-    seed of the bootstrap."""
+    seed of the bootstrap, and the paired comparisons of the methods (``summary["comparisons"]``: per metric key,
+    :func:`attnfaith.study.statistics.compare_methods`)."""
 
     run: Mapping[str, Any]
     table: Mapping[str, Mapping[str, Any]]
     attention: Mapping[str, Any]
     method: str
     seed: int
+    comparisons: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,6 +253,9 @@ class EvaluatorSpec(ReportPart):
         attention_parts: further skip keys set when the attention is unreachable (e.g. ``"erasure:attention"``).
         needs_items: runs only on chunks whose every example has an item.
         default: run when no evaluators are named.
+        cost: ``cost(n_items, config, methods) -> forwards``: about how many variants of one example with
+            ``n_items`` items the evaluator runs through the model for the run's ``methods`` (an upper bound where
+            it stops early); the progress display's estimate and ETA (None: 1).
     """
 
     run: Callable[[ChunkContext], Iterable[tuple[tuple[str, ...], "Result"]]]
@@ -255,6 +265,7 @@ class EvaluatorSpec(ReportPart):
     attention_parts: tuple[str, ...] = ()
     needs_items: bool = False
     default: bool = True
+    cost: Callable[[int, "EvaluationConfig", Sequence[str]], float] | None = None
 
     def records(self, result: "Result") -> list[dict[str, Any]]:
         """The stored per-example records of ``result``: :attr:`record`'s keys, in order."""
@@ -336,10 +347,10 @@ def evaluator_spec(name: str) -> EvaluatorSpec:
     return _EVALUATORS[name]
 
 
-def method_names() -> tuple[str, ...]:
-    """Every registered method, in registration order."""
+def method_names(default_only: bool = False) -> tuple[str, ...]:
+    """Every registered method (only those with ``default=True`` if ``default_only``), in registration order."""
     _load_builtins()
-    return tuple(_METHODS)
+    return tuple(n for n, s in _METHODS.items() if s.default or not default_only)
 
 
 def evaluator_names(default_only: bool = False) -> tuple[str, ...]:

@@ -16,10 +16,10 @@ evaluators with ``seed=seed, example_ids=<dataset indices>``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -32,27 +32,37 @@ from attnfaith._inputs import call_model, prepare_batch, probs_of
 from attnfaith._state import model_guard
 from attnfaith._text import VocabularyTokenizer, encode_texts
 from attnfaith.attention.model_facts import model_device
+from attnfaith.progress import RunProgress
 from attnfaith.results import atomic_write, clean_json
+from attnfaith.seeding import check_example_ids
 from attnfaith.study import checks, records, registry, state
 from attnfaith.study import report as reporting
 from attnfaith.study.config import EvaluationConfig, PipelineError, parse_list
 
-__all__ = ["run_evaluation", "ChunkRunner"]
+__all__ = ["run_evaluation", "ChunkRunner", "estimate_forwards"]
 
 
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except Exception:
-        return False
+def estimate_forwards(config: EvaluationConfig, methods: Sequence[str], evaluators: Sequence[str],
+                      n_items: Sequence[int]) -> dict[str, float]:
+    """About how many forwards each stage of a run needs (``"method <name>"`` / ``"evaluator <name>"`` → forwards)
+    over examples with ``n_items`` items each, from the registrations' cost estimates (:attr:`MethodSpec.cost`,
+    :attr:`EvaluatorSpec.cost`; 1 per example where a registration has none)."""
+    out: dict[str, float] = {}
+    for m in methods:
+        cost = registry.method_spec(m).cost
+        out[f"method {m}"] = float(sum(cost(n, config) if cost else 1 for n in n_items))
+    for e in evaluators:
+        cost = registry.evaluator_spec(e).cost
+        out[f"evaluator {e}"] = float(sum(cost(n, config, methods) if cost else 1 for n in n_items))
+    return out
 
 
 class ChunkRunner:
-    """Runs the methods and evaluators of a run on one chunk at a time (:meth:`run`), with progress bars per
-    stage on a terminal, or one line per chunk on stderr otherwise (logs)."""
+    """Runs the methods and evaluators of a run on one chunk at a time (:meth:`run`), reporting to a
+    :class:`attnfaith.progress.RunProgress` (None: silent)."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, config: EvaluationConfig, query: str,
-                 skipped: Mapping[str, str], progress: bool, n_total: int, done: int) -> None:
+                 skipped: Mapping[str, str], progress: RunProgress | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
@@ -61,34 +71,15 @@ class ChunkRunner:
         self.evaluators = [e for e in config.evaluators if e not in skipped]
         self.method_specs = {m: registry.method_spec(m) for m in self.methods}
         self.attributions = {m: s.build(model, config, query) for m, s in self.method_specs.items()}
-        self.bars: dict[str, Any] = {}
-        self.lines = progress and not _isatty(sys.stderr)
-        self.n_total = n_total
-        self.n_done = done
-        if progress and not self.lines:
-            from tqdm.auto import tqdm
+        self.progress = progress
 
-            stages = [f"method {m}" for m in self.methods] + [f"evaluator {e}" for e in self.evaluators]
-            width = max(len(s) for s in stages) if stages else 10
-            for pos, stage in enumerate(stages):
-                self.bars[stage] = tqdm(total=n_total, initial=done, desc=stage.ljust(width), position=pos,
-                                        leave=True, unit="ex", dynamic_ncols=True, file=sys.stderr)
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
-
-    def chunk_done(self, index: int, n_chunks: int, n: int, seconds: float) -> None:
-        """One line per finished chunk when stderr is not a terminal (logs), instead of the bars."""
-        self.n_done += n
-        if self.lines:
-            print(f"attnfaith: chunk {index + 1}/{n_chunks} done: {self.n_done}/{self.n_total} examples "
-                  f"({seconds:.1f} s)", file=sys.stderr, flush=True)
-
-    def _tick(self, stage: str, n: int) -> None:
-        bar = self.bars.get(stage)
-        if bar is not None:
-            bar.update(n)
+    def _stage(self, name: str, n_items: Sequence[int]):
+        if self.progress is None:
+            return contextlib.nullcontext()
+        kind, _, which = name.partition(" ")
+        est = estimate_forwards(self.config, self.methods if kind == "evaluator" else [which],
+                                [which] if kind == "evaluator" else [], n_items)
+        return self.progress.stage(name, est[name])
 
     def scores(self, method: str, batch: Any, seed: int, example_ids: Sequence[int]) -> torch.Tensor:
         """``[B, T]`` scores of ``method`` on the batch (float, detached); a seeded method gets ``seed`` and the
@@ -97,13 +88,16 @@ class ChunkRunner:
         return self.attributions[method].attribute_batch(batch, None, **options).detach().float()
 
     def run(self, index: int, indices: Sequence[int], texts: Sequence[str], labels: Sequence[int] | None,
-            rationales: Sequence[Sequence[int]] | None) -> dict[str, Any]:
+            rationales: Sequence[Sequence[int]] | None,
+            example_ids: Sequence[int] | None = None) -> dict[str, Any]:
         """Chunk ``index`` (the examples ``indices`` of the run, their dataset indices): ``{"kind": "chunk",
         "index", "examples": [record, ...], "timings": {stage: seconds}}`` (see :mod:`attnfaith.study.records`).
-        Random draws: the run's seed and each example's dataset index (see the module docstring)."""
+        Random draws: the run's seed and each example's id (``example_ids``, default its dataset index; see the
+        module docstring); given ids are stored in the records as ``example_id``."""
         config, model = self.config, self.model
         seed = config.seed
-        example_ids = [int(i) for i in indices]
+        given_ids = example_ids is not None
+        example_ids = [int(i) for i in (indices if example_ids is None else example_ids)]
         timings: dict[str, float] = {}
         enc = encode_texts(self.tokenizer, texts, config.max_length)
         batch = prepare_batch(model, enc.inputs, device=model_device(model))
@@ -113,18 +107,22 @@ class ChunkRunner:
             probs = probs_of(call_model(model, batch)).float().cpu()
             timings["forward"] = time.perf_counter() - t0
         examples = records.base_records(indices, texts, labels, probs, items, enc.tokens)
+        if given_ids:
+            for example, i in zip(examples, example_ids):
+                example["example_id"] = i
         gold = None
         if rationales is not None and enc.word_ids is not None:
             gold = records.gold_mask(items, enc.word_ids, rationales)
             records.add_rationale(examples, items, gold)
 
+        n_items = items.sum(-1).tolist()
         scores: dict[str, torch.Tensor] = {}
         for m in self.methods:
             t0 = time.perf_counter()
-            scores[m] = self.scores(m, batch, seed, example_ids)
+            with self._stage(f"method {m}", n_items):
+                scores[m] = self.scores(m, batch, seed, example_ids)
             timings[f"method:{m}"] = time.perf_counter() - t0
             records.add_method_scores(examples, m, scores[m].cpu(), items, gold)
-            self._tick(f"method {m}", batch.size)
 
         ctx = registry.ChunkContext(model=model, config=config, inputs=enc.inputs, batch=batch, items=items,
                                     labels=None if labels is None else list(labels), seed=seed,
@@ -134,15 +132,15 @@ class ChunkRunner:
         for e in self.evaluators:
             spec = registry.evaluator_spec(e)
             t0 = time.perf_counter()
-            if has_items or not spec.needs_items:
-                for path, result in spec.run(ctx):
-                    if path[0] not in spec.writes:
-                        raise RuntimeError(f"evaluator {e!r} yielded records for {path[0]!r}, not among its "
-                                           f"writes {spec.writes}")
-                    for example, rec in zip(examples, spec.records(result), strict=True):
-                        registry.put_record(example, path, rec)
+            with self._stage(f"evaluator {e}", n_items):
+                if has_items or not spec.needs_items:
+                    for path, result in spec.run(ctx):
+                        if path[0] not in spec.writes:
+                            raise RuntimeError(f"evaluator {e!r} yielded records for {path[0]!r}, not among its "
+                                               f"writes {spec.writes}")
+                        for example, rec in zip(examples, spec.records(result), strict=True):
+                            registry.put_record(example, path, rec)
             timings[f"evaluator:{e}"] = time.perf_counter() - t0
-            self._tick(f"evaluator {e}", batch.size)
         return {"kind": "chunk", "index": index, "examples": examples, "timings": timings}
 
 
@@ -202,6 +200,8 @@ def run_evaluation(
     on_chunk: Callable[[int, int], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
     extra_timings: Mapping[str, float] | None = None,
+    example_ids: Sequence[int] | None = None,
+    progress_interval: float = 5.0,
     **config_kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate every chosen attribution method with every chosen evaluator on ``texts``; write the results.
@@ -225,7 +225,10 @@ def run_evaluation(
             :func:`fingerprint <attnfaith.study.state.fingerprint>` (configuration, data, model weights,
             tokenizer) must match and every line's checksum must hold.
         overwrite: start again in an ``out_dir`` that holds a run (its results files are replaced).
-        progress: tqdm bars per stage (on stderr).
+        progress: show progress on stderr (:class:`attnfaith.progress.RunProgress`): first the estimated work
+            (forwards per method and evaluator), then on a terminal one bar with an ETA, in logs a line at most
+            every ``progress_interval`` seconds while work moves and one per chunk, and the projected total after
+            the first chunk.
         model_source, data_info, title: recorded in ``results.json`` and shown in the report.
         report, figures: write ``report.md`` / ``figures/*.png`` (figures need matplotlib).
         strict_methods: a method or evaluator that does not apply to the model raises instead of being skipped
@@ -235,6 +238,9 @@ def run_evaluation(
             default :func:`warnings.warn`.
         extra_timings: further ``{name: seconds}`` recorded in ``results.json``'s ``timings`` (the CLI's data and
             model loading).
+        example_ids: one non-negative int per text, its id in a larger dataset (e.g. the row of a test split):
+            the id its random draws depend on (default: its position in ``texts``), stored in its record as
+            ``example_id``.
 
     Returns:
         The ``results.json`` content as a dict; ``data.n_truncated`` / ``data.truncated``: the texts cut to
@@ -264,6 +270,11 @@ def run_evaluation(
         raise PipelineError("no texts to evaluate")
     if labels is not None:
         labels = _check_labels(model, labels, len(texts))
+    if example_ids is not None:
+        try:
+            example_ids = check_example_ids(example_ids, len(texts))
+        except (TypeError, ValueError) as exc:
+            raise PipelineError(str(exc).replace("the batch has", "there are").replace("rows", "texts")) from None
     if rationales is not None:
         rationales = [list(map(int, r)) for r in rationales]
         if len(rationales) != len(texts):
@@ -304,7 +315,7 @@ def run_evaluation(
             "n_examples": len(texts),
             "has_labels": labels is not None,
             "has_rationales": rationales is not None,
-            "fingerprint": state.data_fingerprint(texts, labels, rationales),
+            "fingerprint": state.data_fingerprint(texts, labels, rationales, example_ids),
             # examples with no real token (empty texts) cannot be explained: they are left out, and listed
             "dropped_empty": scan.dropped,
             "n_truncated": len(scan.truncated),
@@ -336,22 +347,31 @@ def run_evaluation(
         state.check_resumed_chunks(state_file, {c: r for c, r in done_chunks.items() if c < n_chunks}, kept, bs)
         todo = [c for c in range(n_chunks) if c not in done_chunks]
         n_done_examples = sum(len(done_chunks[c]["examples"]) for c in done_chunks if c < n_chunks)
-        runner = (ChunkRunner(model, tokenizer, config, query, skipped, progress, len(kept), n_done_examples)
-                  if todo else None)
+        meter = None
+        if todo and progress:
+            active_m = [m for m in config.methods if m not in skipped]
+            active_e = [e for e in config.evaluators if e not in skipped]
+            estimates = estimate_forwards(config, active_m, active_e, [scan.n_items[i] for i in kept])
+            meter = RunProgress(sum(estimates.values()), n_chunks, len(kept), done_chunks=n_chunks - len(todo),
+                                done_examples=n_done_examples, interval=progress_interval)
+            meter.announce(estimates)
+        runner = ChunkRunner(model, tokenizer, config, query, skipped, meter) if todo else None
         resumed = len(done_chunks)
         try:
             for c in todo:
                 idx = kept[c * bs: (c + 1) * bs]
                 rec = runner.run(c, idx, [texts[i] for i in idx], None if labels is None else [labels[i] for i in idx],
-                                 None if rationales is None else [rationales[i] for i in idx])
+                                 None if rationales is None else [rationales[i] for i in idx],
+                                 None if example_ids is None else [example_ids[i] for i in idx])
                 state.append_chunk(state_file, rec)
                 done_chunks[c] = rec
-                runner.chunk_done(c, n_chunks, len(idx), sum(rec["timings"].values()))
+                if meter is not None:
+                    meter.chunk_done(len(idx), sum(rec["timings"].values()))
                 if on_chunk is not None:
                     on_chunk(len(done_chunks), n_chunks)
         finally:
-            if runner is not None:
-                runner.close()
+            if meter is not None:
+                meter.close()
 
         _assemble(run, done_chunks, n_chunks, resumed, t_start, extra_timings)
         run["summary"] = reporting.summarise(run)

@@ -51,8 +51,10 @@ RESULTS_FORMAT = "attnfaith.results/1"
 # -------------------------------------------------------------------------------------------------------------
 
 
-def data_fingerprint(texts: Sequence[str], labels: Sequence[int] | None, rationales=None) -> str:
-    """First 16 hex digits of the SHA-256 of every text with its label and rationale, in order."""
+def data_fingerprint(texts: Sequence[str], labels: Sequence[int] | None, rationales=None,
+                     example_ids: Sequence[int] | None = None) -> str:
+    """First 16 hex digits of the SHA-256 of every text with its label, rationale and given example id, in
+    order."""
     h = hashlib.sha256()
     for i, t in enumerate(texts):
         h.update(t.encode("utf-8", "surrogatepass"))
@@ -61,6 +63,8 @@ def data_fingerprint(texts: Sequence[str], labels: Sequence[int] | None, rationa
             h.update(str(labels[i]).encode())
         if rationales is not None:
             h.update(json.dumps(list(rationales[i])).encode())
+        if example_ids is not None:
+            h.update(b"\x02" + str(example_ids[i]).encode())
         h.update(b"\x01")
     return h.hexdigest()[:16]
 

@@ -115,3 +115,19 @@ def test_negative_seed_is_refused_when_the_evaluator_is_built(bert, evaluator):
         evaluator(model, seed=-5)
     with pytest.raises(TypeError, match="seed must be an int"):
         evaluator(model, seed=1.5)
+
+
+def test_token_deletion_of_a_row_that_is_all_items_runs_on_the_padding_left(bert):
+    """A row whose every real token is an item (no special token outside them): deleting all of them leaves a row
+    of padding only, which the model still runs (it used to crash with a zero-width tensor). The last curve point is
+    the model's output on that row, computed here by hand."""
+    model, _ = bert
+    ids = torch.tensor([[10, 11, 12, 13]])
+    enc = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    everything = torch.ones(1, 4, dtype=torch.bool)
+    res = ErasureFlip(model, level="token", erase="delete", n_random=1).evaluate(enc, "random", mask=everything)
+    pad = model.config.pad_token_id
+    with torch.no_grad():
+        p = model(input_ids=torch.tensor([[pad]]), attention_mask=torch.tensor([[0]])).logits.softmax(-1)[0]
+    assert res.n_items.tolist() == [4]
+    assert res.curve[0, 4].item() == pytest.approx(p[res.prediction[0]].item(), abs=1e-5)

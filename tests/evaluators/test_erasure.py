@@ -12,9 +12,8 @@ from torch import nn
 from attnfaith import AttentionTap, ErasureFlip
 from attnfaith.attr import AttentionAttribution
 from attnfaith.evaluators import ErasureComparison, ErasureResult
-from attnfaith.testing import (
-    DECODER_ARCHITECTURES, MASK_ID, plain_erasure_flip, special_token_ids, tiny_batch, tiny_model,
-)
+from attnfaith.plain_loops import plain_erasure_flip
+from attnfaith.testing import DECODER_ARCHITECTURES, MASK_ID, special_token_ids, tiny_batch, tiny_model
 
 ARCHS = ["bert", "gpt2", "llama", "deberta-v2"]
 # (seed, std) of tiny_model per architecture, chosen so that every level below flips some decisions and not others
@@ -304,6 +303,65 @@ def test_model_left_as_found():
         assert hooks == [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()]
     finally:
         model.eval()
+
+
+# ------------------------------------------------------------------------------------------------ steps=
+
+ERASER = (0.01, 0.05, 0.1, 0.2, 0.5)
+
+
+def _eraser_counts(n):
+    """By hand: ERASER's fractions of n items, at least one item, rounded up (0.2 of 5 items: 1, 0.5 of 5: 3)."""
+    return {1: [1, 1, 1, 1, 1], 2: [1, 1, 1, 1, 1], 3: [1, 1, 1, 1, 2], 4: [1, 1, 1, 1, 2], 5: [1, 1, 1, 1, 3],
+            6: [1, 1, 1, 2, 3], 7: [1, 1, 1, 2, 4], 8: [1, 1, 1, 2, 4], 10: [1, 1, 1, 2, 5]}[n]
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+@pytest.mark.parametrize("level,erase", LEVELS)
+def test_steps_match_plain_loop_and_full_curve(arch, level, erase):
+    model, enc = _model(arch)
+    scores = _tied_scores(enc)
+    _, curve_ref = reference_erasure(model, enc, scores, level, erase, layer=1)  # every k, built by hand
+    ef = ErasureFlip(model, level=level, layer=-1, erase=erase, steps=ERASER)
+    plain = plain_erasure_flip(ef, enc, scores)
+    full = ErasureFlip(model, level=level, layer=-1, erase=erase).evaluate(enc, scores)
+    for chunk in (1, 5, 64):
+        res = ef.evaluate(enc, scores, max_examples_per_batch=chunk)
+        assert res.steps == ERASER
+        assert torch.equal(res.n_removed.nan_to_num(-1), plain.n_removed.nan_to_num(-1))
+        assert torch.equal(res.flipped, plain.flipped)
+        torch.testing.assert_close(res.curve, plain.curve, atol=1e-5, rtol=0, equal_nan=True)
+        torch.testing.assert_close(res.aopc, plain.aopc, atol=1e-5, rtol=0, equal_nan=True)
+        early = ef.evaluate(enc, scores, max_examples_per_batch=chunk, full_curve=False)
+        assert torch.equal(early.n_removed.nan_to_num(-1), res.n_removed.nan_to_num(-1))
+    for b in range(len(res)):
+        n = int(res.n_items[b])
+        ks = _eraser_counts(n)
+        points = sorted(set(ks))
+        # the curve holds exactly the steps' points, with the per-item curve's values
+        assert (~torch.isnan(res.curve[b])).nonzero().flatten().tolist() == [0, *points]
+        torch.testing.assert_close(res.curve[b, points], curve_ref[b, points], atol=1e-5, rtol=0)
+        # ERASER's AOPC: 1/(S+1) sum over the steps of p_0 - p_k (each step once, k = 0 adds nothing)
+        expect = float(sum(curve_ref[b, 0] - curve_ref[b, k] for k in ks) / (len(ks) + 1))
+        assert res.aopc[b].item() == pytest.approx(expect, abs=1e-5)
+        # the first step that flipped: never before the per-item first flip, never if the full curve never flips
+        if bool(full.flipped[b]):
+            assert not bool(res.flipped[b]) or res.n_removed[b] >= full.n_removed[b]
+            if int(full.n_removed[b]) in points:
+                assert res.n_removed[b] == full.n_removed[b]
+        else:
+            assert not bool(res.flipped[b])
+        if bool(res.flipped[b]):
+            assert int(res.n_removed[b]) in points
+            assert res.fraction_removed[b].item() == pytest.approx(res.n_removed[b].item() / n)
+
+
+def test_steps_bad_values():
+    model, _ = _model("bert")
+    for bad in ([], [0.0], [1.5], ["a"], 0.1, [True]):
+        with pytest.raises((ValueError, TypeError), match="steps"):
+            ErasureFlip(model, steps=bad)
+    assert ErasureFlip(model, steps=[0.5, 0.1, 0.5]).steps == (0.1, 0.5)
 
 
 # ------------------------------------------------------------------------------------------------ bad input

@@ -4,7 +4,7 @@ its batch and ``max_examples_per_batch``.
 
 The reference for a row is the evaluator run on that row alone, with its padding removed (so its batch-mates and
 the batch's length are gone); for the permutations also a plain argsort of the row's own draws
-(:func:`attnfaith.testing.plain_permutation_tvd`)."""
+(:func:`attnfaith.plain_loops.plain_permutation_tvd`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import torch
 
 from attnfaith import AdversarialAttention, ErasureFlip, KendallTau, PermutationTVD, SingleWeightErasure
 from attnfaith.seeding import example_seed
-from attnfaith.testing import plain_permutation_tvd, tiny_batch, tiny_model
+from attnfaith.plain_loops import plain_permutation_tvd
+from attnfaith.testing import tiny_batch, tiny_model
 
 IDS = [17, 3, 250, 4, 99]  # global example ids of the batch's rows (not 0..B-1, and not sorted)
 

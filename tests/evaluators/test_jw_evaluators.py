@@ -21,7 +21,8 @@ from torch import nn
 from attnfaith import AdversarialAttention, GradientImportance, KendallTau, PermutationTVD
 from attnfaith.reference.models import AverageAttentionClassifier, BiLSTMAttentionClassifier
 from attnfaith.nn import AttentionSoftmax
-from attnfaith.testing import plain_permutation_tvd, tiny_batch, tiny_model
+from attnfaith.plain_loops import plain_permutation_tvd
+from attnfaith.testing import tiny_batch, tiny_model
 
 SPECIALS = torch.tensor([0, 1, 2, 3])
 HAND = "attnfaith_jw_test_hand"  # custom attention implementation registered for this module

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,24 +73,37 @@ TINY = ["--epochs", "4", "--embed-dim", "16", "--hidden-dim", "8", "--lr", "0.01
 
 
 def _check_outputs(out: Path, explanations=("attention",)) -> dict:
+    """The recipe's outputs: its results.json and report.md, and the study it ran (``out/evaluation``): Table 2 per
+    explanation equals Table 2 recomputed by hand from the study's per-example τ records, and every test left its
+    records and figures."""
     res = json.loads((out / "results.json").read_text())
     report = (out / "report.md").read_text()
-    assert "Table 2" in report and "single-weight erasure" in report and "decision-flip erasure" in report
+    assert "Table 2" in report and "evaluation/report.md" in report and "qualitative findings" in report
+    (plan,) = res["evaluation"]["studies"]
+    assert plan["folder"] == "evaluation" and plan["n"] == len(plan["indices"])
+    study = json.loads((out / plan["folder"] / "results.json").read_text())
+    study_report = (out / plan["folder"] / "report.md").read_text()
+    assert "Serrano & Smith (2019) §5" in study_report and "permuted attention, by maximum attention" in study_report
+    examples = study["examples"]
+    assert [ex["example_id"] for ex in examples] == plan["indices"]
     for name in explanations:
-        e = res["evaluation"]["explanations"][name]
         for ref in ("gradient", "loo"):
-            summ = e["kendall"][ref]["summary"]
-            assert "all" in summ and summ["all"]["n"] > 0
-            assert -1 <= summ["all"]["mean"] <= 1
-        assert len(e["permutation"]["bins"]) == 4
-        assert e["single_weight"]["summary"]["n_compared"] > 0
-        assert (out / res["figures"][f"kendall_{name}"]).is_file()
-        assert (out / res["figures"][f"permutation_{name}"]).is_file()
-        assert (out / res["figures"][f"single_weight_{name}"]).is_file()
-    rankings = res["evaluation"]["erasure"]["attention"]["rankings"]
-    assert set(rankings) >= {"gradient", "attention_x_gradient", "leave_one_out", "random", *explanations}
-    assert (out / res["figures"]["erasure_fractions"]).is_file()
-    assert res["evaluation"]["uniform_inference"]["summary"]["n_examples"] == res["evaluation"]["n"]
+            table = res["evaluation"]["table2"][name][ref]
+            taus = [ex["kendall"][ref][name]["tau"] for ex in examples if ex["kendall"][ref][name]["tau"] is not None]
+            ps = [ex["kendall"][ref][name]["p"] for ex in examples if ex["kendall"][ref][name]["tau"] is not None]
+            assert table["all"]["n"] == len(taus) > 0
+            assert table["all"]["mean"] == pytest.approx(float(np.mean(taus)))
+            assert table["all"]["std"] == pytest.approx(float(np.std(taus)))
+            pos = np.mean([(p is not None and p <= 0.05 and t > 0) for t, p in zip(taus, ps)])
+            assert table["all"]["sig_pos_frac"] == pytest.approx(pos)
+    summary = study["summary"]
+    assert len(summary["jw_permutation_bins"]["all"]) == 4
+    assert summary["ss_flip_table"]["n"] > 0
+    assert set(summary["ss_rankings"]["attention"]["methods"]) >= {
+        "attention_gradient", "attention_x_gradient", "loo", "random", *explanations}
+    for key in ("kendall_tau", "permutation_violin", "single_delta_js", "flip_fraction"):
+        assert (out / plan["folder"] / study["figures"][key]["path"]).is_file(), key
+    assert all(ex["uniform"]["tvd"] is not None for ex in examples)
     assert "random_needs_most" in res["findings"]["erasure_attention"]
     return res
 
@@ -106,7 +120,7 @@ def test_script_end_to_end_csv(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = _check_outputs(out)
     assert res["data"]["sizes"] == {"train": 140, "dev": 30, "test": 30}
-    assert res["evaluation"]["n"] == 20
+    assert res["evaluation"]["studies"][0]["n"] == 20
     wp = res["wiegreffe_pinter"]
     assert wp["seed_variance"]["seeds"] == [50] and 0 <= wp["seed_variance"]["jsd_median_mean"] <= math.log(2)
     assert (out / res["figures"]["seed_variance"]).is_file()
@@ -231,8 +245,9 @@ def test_huggingface_path_tiny_bert(tmp_path):
     res = _check_outputs(out, explanations=("attention", "rollout"))
     assert "wiegreffe_pinter" not in res  # seed variance / uniform training: reference models only
     assert res["model"]["gradient_detach_attention"] is False
-    assert "rollout" in res["evaluation"]["erasure"]["token"]["rankings"]
-    assert (out / res["figures"]["erasure_fractions_token"]).is_file()
+    study = json.loads((out / "evaluation" / "results.json").read_text())
+    assert study["config"]["gradient_detach_attention"] is False
+    assert "rollout" in study["summary"]["ss_rankings"]["token"]["methods"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -260,7 +275,7 @@ def test_replication_sst_bilstm():
     assert splits.sizes() == {"train": 6356, "dev": 822, "test": 1726}
     tm = train_model(cfg, splits, log=lambda m: None)
     acc = tm.metrics(splits.test, "cpu")["accuracy"]
-    k = kendall_summaries(tm, splits.test)
+    k = kendall_summaries(tm, splits.test, cfg)
     tau_grad, tau_loo = k["gradient"]["all"]["mean"], k["loo"]["all"]["mean"]
     assert acc >= 0.78, acc
     assert abs(tau_grad - 0.35) <= 0.08, tau_grad
@@ -271,6 +286,6 @@ def test_replication_sst_bilstm():
     cfg_avg = ReplicationConfig(data=cfg.data, split_column="exp_split", min_tokens=6, encoder="average",
                                 vectors="minilm", out="unused", progress=False)
     avg = train_model(cfg_avg, splits, log=lambda m: None)
-    k_avg = kendall_summaries(avg, splits.test)
+    k_avg = kendall_summaries(avg, splits.test, cfg_avg)
     assert k_avg["gradient"]["all"]["mean"] > tau_grad + 0.15
     assert k_avg["loo"]["all"]["mean"] > tau_loo + 0.15

@@ -141,3 +141,49 @@ def test_numbers_do_not_depend_on_batch_size(tiny, tmp_path):
     # the random parts were exercised
     ex = runs[3]["examples"][4]
     assert ex["permutation"]["median_tvd"] is not None and "random" in ex["erasure_token"]
+
+
+def test_report_ranks_methods_with_paired_comparisons_and_says_n(tiny, tmp_path):
+    """summary["comparisons"]: per metric with a direction, the methods ranked with intervals and compared in
+    pairs (Holm); report.md shows the ranking; verdicts over few examples say n and are softened; every figure is
+    also an SVG and a PDF, redrawn byte for byte."""
+    from attnfaith.study import plots
+    from attnfaith.study.statistics import holm, paired_difference
+
+    model, tok = tiny
+    texts = ["good day", "the bad river runs", "a great and wonderful day", "poor", "bad bad good",
+             "the river is awful today", "superb", "dreadful day by the river"]
+    run = run_evaluation(model, tok, texts, None, "attention,random,gradient", "erasure,kendall,permutation,single",
+                         tmp_path / "r", progress=False, seed=2, permutations=4)
+    comp = run["summary"]["comparisons"]
+    assert "erasure_token_fraction" in comp and "tau_loo" not in comp  # no loo among the methods
+    aopc = comp["erasure_token_aopc"]
+    assert aopc["better"] == "higher" and {r["method"] for r in aopc["ranking"]} == {"attention", "random", "gradient"}
+    assert [r["rank"] for r in aopc["ranking"]] == sorted(r["rank"] for r in aopc["ranking"])
+    for r in aopc["ranking"]:
+        assert 1 <= r["rank_lo"] <= r["rank"] <= r["rank_hi"] <= 3
+    # each pair is the paired difference of the per-example values, Holm-adjusted over the metric's pairs
+    values = {m: [ex["erasure_token"][m]["aopc"] for ex in run["examples"]] for m in ("attention", "random", "gradient")}
+    for pair in aopc["pairs"]:
+        ref = paired_difference(values[pair["a"]], values[pair["b"]], seed=2)
+        assert {k: pair[k] for k in ref} == pytest.approx(ref)
+    assert [p["p_holm"] for p in aopc["pairs"]] == holm([p["p"] for p in aopc["pairs"]])
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "## Ranking of the methods (paired comparisons)" in report and "Holm p" in report
+    assert "BCa bootstrap" in report
+    # 8 examples: every verdict that compares with random says so
+    verdict = run["summary"]["verdicts"]["attention"]
+    assert "random" in verdict and ("too few examples to tell" in verdict or "only" in verdict), verdict
+    assert "(n=" in report  # cells over fewer than FEW examples show their n
+    # vector figures next to every PNG, and a redraw writes the same bytes
+    figs = run["figures"]
+    assert "kendall_tau" in figs and "single_delta_js" in figs
+    again = plots.make_figures(json.loads((tmp_path / "r" / "results.json").read_text()), tmp_path / "again")
+    assert again.keys() == figs.keys()
+    for key, info in figs.items():
+        assert info["vector"] == [f"figures/{key}.svg", f"figures/{key}.pdf"]
+        for rel in [info["path"], *info["vector"]]:
+            assert (tmp_path / "r" / rel).stat().st_size > 1000, rel
+        for ext in ("svg", "pdf"):
+            assert (tmp_path / "r" / "figures" / f"{key}.{ext}").read_bytes() == \
+                (tmp_path / "again" / f"{key}.{ext}").read_bytes(), (key, ext)

@@ -122,6 +122,12 @@ def test_a_registered_evaluator_runs_and_reports(tiny, top_deletion, tmp_path):
     assert header.index("erasure (token)") < header.index("TVD when its top token is deleted")
     assert "deleting its top token moves the output by" in report
     assert "figures/top_deletion.png" in report and (tmp_path / "figures" / "top_deletion.png").is_file()
+    # its figure is also a vector figure, and its metric (a direction: "higher") is ranked and compared in pairs
+    assert all((tmp_path / "figures" / f"top_deletion.{ext}").is_file() for ext in ("svg", "pdf"))
+    comp = saved["summary"]["comparisons"]["top_deletion_tvd"]
+    assert comp["better"] == "higher" and {r["method"] for r in comp["ranking"]} == {"attention", "random"}
+    assert [(p["a"], p["b"]) for p in comp["pairs"]] == [("attention", "random")]
+    assert "**TVD when its top token is deleted ↑** (higher is better)" in report.split("## Ranking of the methods")[1]
     assert run["summary"] == saved["summary"]
 
 

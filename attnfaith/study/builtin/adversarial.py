@@ -39,6 +39,7 @@ def adversarial_violin(run: Mapping[str, Any], path: Path) -> bool:
 
 register_evaluator(EvaluatorSpec(
     name="adversarial", order=70, run=_run, writes=("adversarial",), needs_attention=True, default=False,
+    cost=lambda n, config, methods: 3 * 5 * config.adversarial_steps,  # K = 5 candidates, forward + backward
     record={"jsd": "jsd", "tvd": "tvd", "max_attention": "max_attention"},
     metrics=(Metric(key="adversarial_jsd", header="adversarial attention: max JSD", per_method=False,
                     path=("adversarial",), value="jsd",

@@ -9,6 +9,9 @@ gradient    :class:`attnfaith.attr.gradient.GradientImportance`: ``|∇ŷ·e|`` 
 ig          :class:`attnfaith.attr.ig.EmbeddingIntegratedGradients` (Captum ``LayerIntegratedGradients`` over the
             token embedding, pad-token baseline)
 loo         :class:`attnfaith.attr.loo.LeaveOneOut`: TVD of the output when the token is deleted (Jain & Wallace)
+attention_gradient    :class:`attnfaith.AttentionGradient`: ∂p̂/∂α of the layer's attention weights (Serrano &
+            Smith's gradient ranking; the erasure test ranks by it at the intervened layer); not run unless named
+attention_x_gradient  :class:`attnfaith.AttentionXGradient`: α·∂p̂/∂α (Serrano & Smith); not run unless named
 random      seeded ``U[0, 1)`` scores (per example: ``example_seed(seed, dataset index)``, :mod:`attnfaith.seeding`):
             the first of the Serrano & Smith random orders that the erasure test uses;
             evaluators that rank tokens get the ranking ``"random"`` (all of its orders) instead
@@ -78,13 +81,25 @@ def _check_embedding(model: nn.Module, batch: Any, query: str, layers: Sequence[
 def _gradient(model: nn.Module, config: Any, query: str) -> Any:
     from attnfaith.attr.gradient import GradientImportance
 
-    return GradientImportance(model)
+    return GradientImportance(model, detach_attention=bool(getattr(config, "gradient_detach_attention", False)))
 
 
 def _ig(model: nn.Module, config: Any, query: str) -> Any:
     from attnfaith.attr.ig import EmbeddingIntegratedGradients
 
     return EmbeddingIntegratedGradients(model, n_steps=config.ig_steps, internal_batch_size=config.variants_per_forward)
+
+
+def _attention_gradient(model: nn.Module, config: Any, query: str) -> Any:
+    from attnfaith.attr import AttentionGradient
+
+    return AttentionGradient(model, layer=config.layer, query=query)
+
+
+def _attention_x_gradient(model: nn.Module, config: Any, query: str) -> Any:
+    from attnfaith.attr import AttentionXGradient
+
+    return AttentionXGradient(model, layer=config.layer, query=query)
 
 
 def _loo(model: nn.Module, config: Any, query: str) -> Any:
@@ -94,13 +109,21 @@ def _loo(model: nn.Module, config: Any, query: str) -> Any:
 
 
 register_method(MethodSpec(name="attention", label="attention", short="attention", color="#1f77b4",
-                           build=_attention, reads_attention=True))
+                           build=_attention, reads_attention=True, cost=lambda n, config: 1))
 register_method(MethodSpec(name="rollout", label="attention rollout", short="rollout", color="#17becf",
-                           build=_rollout, reads_attention=True, check=_check_rollout))
+                           build=_rollout, reads_attention=True, check=_check_rollout, cost=lambda n, config: 1))
 register_method(MethodSpec(name="gradient", label="gradient × input", short="grad×input", color="#2ca02c",
-                           build=_gradient, check=_check_embedding))
+                           build=_gradient, check=_check_embedding, cost=lambda n, config: 3))
 register_method(MethodSpec(name="ig", label="integrated gradients", short="IG", color="#9467bd", build=_ig,
-                           check=_check_embedding))
-register_method(MethodSpec(name="loo", label="leave-one-out", short="LOO", color="#d62728", build=_loo))
+                           check=_check_embedding, cost=lambda n, config: 3 * config.ig_steps))
+register_method(MethodSpec(name="loo", label="leave-one-out", short="LOO", color="#d62728", build=_loo,
+                           cost=lambda n, config: n + 1))
 register_method(MethodSpec(name="random", label="random", short="random", color="#7f7f7f",
-                           build=lambda model, config, query: RandomScores(), seeded=True, ranking="random"))
+                           build=lambda model, config, query: RandomScores(), seeded=True, ranking="random",
+                           cost=lambda n, config: 0))
+register_method(MethodSpec(name="attention_gradient", label="attention gradient ∂p/∂α", short="∂p/∂α",
+                           color="#bcbd22", build=_attention_gradient, reads_attention=True, ranking="gradient",
+                           default=False, cost=lambda n, config: 3))
+register_method(MethodSpec(name="attention_x_gradient", label="attention × gradient α·∂p/∂α", short="α·∂p/∂α",
+                           color="#8c564b", build=_attention_x_gradient, reads_attention=True,
+                           ranking="attention_x_gradient", default=False, cost=lambda n, config: 3))

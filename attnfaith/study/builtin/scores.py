@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from attnfaith.study import plots
 from attnfaith.study.registry import METHOD, Figure, Metric, ReportPart, Verdict, register_report_part
-from attnfaith.study.statistics import percent
+from attnfaith.study.statistics import few, percent
 
 #: the method whose rationale recovery every other's is shown against
 BASELINE = "random"
@@ -16,6 +16,8 @@ def _verdict(v: Verdict) -> list[str]:
     if not rp or rp["mean"] is None:
         return []
     text = f"its top-k tokens recover {percent(rp['mean'])} of the planted rationale"
+    if few(rp["n"]):
+        text += f" (over only {rp['n']} examples)"
     rr = v.table.get(BASELINE, {}).get("rationale_precision")
     if v.method != BASELINE and rr and rr["mean"] is not None:
         text += f" (random: {percent(rr['mean'])})"

@@ -12,9 +12,10 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from attnfaith.results import fmt_number
 from attnfaith.study import plots
 from attnfaith.study.registry import ChunkContext, EvaluatorSpec, Figure, Metric, Table, register_evaluator
-from attnfaith.study.statistics import finite_values
+from attnfaith.study.statistics import finite_values, percent
 
 
 def _run(ctx: ChunkContext) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -53,35 +54,42 @@ def render_flip_table(run: Mapping[str, Any], ss: Mapping[str, int]) -> list[str
             f"| yes | {ss['both']} | {ss['only_top']} |", f"| no | {ss['only_random']} | {ss['neither']} |", ""]
 
 
-def delta_js_histogram(run: Mapping[str, Any], path: Path) -> bool:
-    """Histogram of Serrano & Smith's ΔJS = JS(output | top attention weight zeroed) − JS(output | random other
-    weight zeroed), per example; positive values mean the top weight matters more than a random one."""
+def delta_js_ecdf(run: Mapping[str, Any], path: Path) -> bool:
+    """The empirical CDF of Serrano & Smith's ΔJS = JS(output | top attention weight zeroed) − JS(output | random
+    other weight zeroed) over the examples, on a symmetric-log x axis (linear within ±``linthresh``, the order of
+    magnitude of the smallest tenth of the nonzero |ΔJS|), so that both the many tiny differences and the few
+    large ones show; the share of examples with ΔJS > 0 (the top weight matters more than a random one), = 0 and
+    < 0 is written in the plot."""
     vals = finite_values(ex["single"]["delta_js"] for ex in run["examples"]
                          if ex.get("single") and ex["single"]["has_random"])
     if not vals.size:
         return False
-    fig, ax = plots.pyplot().subplots(figsize=(6.4, 4.0))
-    lo, hi = float(vals.min()), float(vals.max())
-    if hi - lo < 1e-12:
-        lo, hi = lo - 1e-3, hi + 1e-3
-    counts, _, _ = ax.hist(vals, bins=np.linspace(lo, hi, 31), color="#1f77b4", alpha=0.75, edgecolor="white")
-    ax.axvline(0, color="black", lw=1)
-    nonzero = counts[counts > 0]
-    if nonzero.size > 1 and nonzero.max() > 10 * np.sort(nonzero)[-2]:
-        ax.set_yscale("log")  # one bin dwarfs the rest: show the tail
-        ax.set_ylabel("examples (log scale)")
-    pos = float((vals > 0).mean())
-    ax.set_xlabel("ΔJS = JS(top weight zeroed) − JS(random weight zeroed)  [nats]")
-    if ax.get_yscale() != "log":
-        ax.set_ylabel("examples")
-    ax.set_title(f"Single attention weight removed (layer {run['config']['layer']}): ΔJS > 0 in {100 * pos:.0f}% of "
-                 f"{vals.size} examples", fontsize=10)
-    ax.grid(alpha=0.3)
+    fig, ax = plots.pyplot().subplots(figsize=(6.4, 3.8))
+    x = np.sort(vals)
+    y = np.arange(1, x.size + 1) / x.size
+    ax.step(np.concatenate([[x[0]], x]), np.concatenate([[0.0], y]), where="post", color="#1f77b4", lw=1.8)
+    nonzero = np.abs(x[x != 0])
+    linthresh = 10.0 ** np.floor(np.log10(np.quantile(nonzero, 0.1))) if nonzero.size else 1e-6
+    ax.set_xscale("symlog", linthresh=linthresh, linscale=0.5)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.axhline(float((vals <= 0).mean()), color="#1f77b4", lw=0.6, ls=":")
+    pos, zero, neg = float((vals > 0).mean()), float((vals == 0).mean()), float((vals < 0).mean())
+    ax.text(0.02, 0.97, f"ΔJS > 0: {percent(pos)} of {vals.size} examples\nΔJS = 0: {percent(zero)}\n"
+                        f"ΔJS < 0: {percent(neg)}\nmedian {fmt_number(float(np.median(vals)), 3)} nats",
+            transform=ax.transAxes, va="top", ha="left", fontsize=8,
+            bbox=dict(boxstyle="round", facecolor="white", edgecolor="#cccccc"))
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(f"ΔJS = JS(top weight zeroed) − JS(random weight zeroed)  [nats; symmetric log, linear within "
+                  f"±{linthresh:.0e}]")
+    ax.set_ylabel("share of examples with ΔJS ≤ x")
+    ax.set_title(f"Single attention weight removed (layer {run['config']['layer']}): ΔJS > 0 in {percent(pos)} of "
+                 f"{vals.size} examples")
     return plots.finish(fig, path)
 
 
 register_evaluator(EvaluatorSpec(
     name="single", order=50, run=_run, writes=("single",), needs_attention=True, needs_items=True,
+    cost=lambda n, config, methods: 2,
     record={"js_top": "js_top", "js_random": "js_random", "delta_js": "delta_js", "flip_top": "flip_top",
             "flip_random": "flip_random", "has_random": "has_random", "top_item": "top_index",
             "random_item": "random_index"},
@@ -96,8 +104,9 @@ register_evaluator(EvaluatorSpec(
                percent=True, path=("single",), value=_with_random("flip_random", True), description="Serrano & Smith §4"),
     ),
     tables=(Table(key="ss_flip_table", compute=flip_table, render=render_flip_table),),
-    figures=(Figure(key="single_delta_js", draw=delta_js_histogram,
+    figures=(Figure(key="single_delta_js", draw=delta_js_ecdf,
                     title="Single attention weight removed (Serrano & Smith §4)",
-                    caption="ΔJS per example: output JS divergence when the top attention weight is zeroed minus when "
-                            "a random other weight is; mass right of 0 means the top weight matters more."),),
+                    caption="Empirical CDF of ΔJS per example (symmetric-log x axis): output JS divergence when the top "
+                            "attention weight is zeroed minus when a random other weight is; the share right of 0 "
+                            "(in the box) is where the top weight matters more."),),
 ))

@@ -37,6 +37,7 @@ def _accuracy_sentence(summary: Mapping[str, Any]) -> str | None:
 
 register_evaluator(EvaluatorSpec(
     name="uniform", order=60, run=_run, writes=("uniform",), needs_attention=True,
+    cost=lambda n, config, methods: 1,
     record={"tvd": "tvd", "jsd": "jsd", "flipped": "flipped", "prediction_uniform": "prediction_uniform"},
     metrics=(
         Metric(key="uniform_tvd", header="uniform attention: ΔTVD", per_method=False, path=("uniform",), value="tvd",

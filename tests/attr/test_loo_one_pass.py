@@ -1,0 +1,76 @@
+"""LeaveOneOut runs its reference forward and its deletions in one pass: exactly ``B + Σ n_items`` rows through the
+model, in as many forwards as the chunking says (counted with a hook on the model), with the plain loop's numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from attnfaith import LeaveOneOut
+from attnfaith.engine import length_breaks
+from attnfaith.testing import tiny_batch, tiny_model
+
+
+class RowCounter:
+    """Forward pre-hook on the model: the number of calls and of rows (sequences) that went through it."""
+
+    def __init__(self, model):
+        self.calls, self.rows = 0, 0
+        self.handle = model.register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.calls += 1
+        self.rows += ids.shape[0]
+
+
+def _items(enc, model):
+    from attnfaith.testing import special_token_ids
+
+    special = torch.isin(enc["input_ids"], torch.tensor(sorted(special_token_ids(model))))
+    return enc["attention_mask"].bool() & ~special
+
+
+@pytest.mark.parametrize("arch", ["bert", "llama"])
+@pytest.mark.parametrize("mode", ["delete", "mask"])
+@pytest.mark.parametrize("chunk", [1, 4, None])
+def test_one_pass_counts_and_values(arch, mode, chunk):
+    model = tiny_model(arch)
+    enc = tiny_batch(arch, model, batch_size=4, seq_len=12, lengths=[12, 9, 7, 12])
+    B = enc["input_ids"].shape[0]
+    items = _items(enc, model)
+    n = int(items.sum())
+    plain = LeaveOneOut(model, mode, batched=False)
+    counter = RowCounter(model)
+    try:
+        expected = plain.attribute(enc)
+        assert (counter.calls, counter.rows) == (B + n, B + n)  # the plain loop: one row per forward
+        counter.calls = counter.rows = 0
+        got = LeaveOneOut(model, mode, max_examples_per_batch=chunk).attribute(enc)
+    finally:
+        counter.handle.remove()
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert counter.rows == B + n  # no separate reference forward
+    # the forwards: each length bucket (right padding) or the whole set (left padding) cut into chunks
+    lengths = enc["attention_mask"].sum(-1)
+    if arch == "bert":  # right-padded: originals at their length, deletions one shorter (mask: same length)
+        per_row = torch.cat([lengths, lengths.repeat_interleave(items.sum(-1)) - int(mode == "delete")])
+        widths = per_row.sort(descending=True).values
+        bounds = [0, *length_breaks(widths), B + n]
+    else:
+        bounds = [0, B + n]
+    size = chunk or 10 ** 9
+    assert counter.calls == sum(math.ceil((hi - lo) / size) for lo, hi in zip(bounds[:-1], bounds[1:]))
+
+
+def test_no_items_runs_no_forward():
+    model = tiny_model("bert")
+    enc = tiny_batch("bert", model, batch_size=2, seq_len=6)
+    counter = RowCounter(model)
+    try:
+        out = LeaveOneOut(model).attribute(enc, mask=torch.zeros(2, 6, dtype=torch.bool))
+    finally:
+        counter.handle.remove()
+    assert counter.calls == 0 and torch.equal(out, torch.zeros(2, 6))
