@@ -8,12 +8,14 @@ tokens. Everything is vectorised over rows: no Python loop over examples or posi
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import torch
 from torch import nn
 
 from attnfaith._inputs import Batch
 
-__all__ = ["delete_positions", "replace_positions", "pad_id_of", "mask_id_of"]
+__all__ = ["delete_positions", "replace_positions", "pad_id_of", "mask_id_of", "check_erase", "erase_id"]
 
 
 def pad_id_of(model: nn.Module) -> int:
@@ -31,6 +33,31 @@ def mask_id_of(model: nn.Module, tokenizer=None) -> int:
         if isinstance(value, int):
             return value
     return pad_id_of(model)
+
+
+def check_erase(model: nn.Module, erase: Any, allowed: Sequence[str] = ("delete", "mask", "pad")) -> Any:
+    """``erase`` (how a token is removed) if it is one of ``allowed`` or a token id of the model; ``ValueError``
+    naming ``erase`` otherwise."""
+    if isinstance(erase, bool) or not (erase in allowed if isinstance(erase, str) else isinstance(erase, int)):
+        raise ValueError(f"erase must be one of {tuple(allowed)} or an int token id, got {erase!r}")
+    if isinstance(erase, int):
+        vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+        if erase < 0 or (isinstance(vocab, int) and erase >= vocab):
+            raise ValueError(f"erase={erase} is not a token id of the model (vocabulary size {vocab})")
+    return erase
+
+
+def erase_id(model: nn.Module, erase: Any, tokenizer: Any = None) -> int | None:
+    """The id ``erase`` puts in place of a token: None for ``"delete"`` (the token leaves the sequence), the mask
+    token (else padding, :func:`mask_id_of`) for ``"mask"``, the padding id for ``"pad"``, an int as given."""
+    if erase == "delete":
+        return None
+    if erase == "mask":
+        return mask_id_of(model, tokenizer)
+    if erase == "pad":
+        pad = getattr(tokenizer, "pad_token_id", None)
+        return pad if isinstance(pad, int) else pad_id_of(model)
+    return int(erase)
 
 
 def delete_positions(batch: Batch, drop: torch.Tensor, pad_id: int, trim: bool = True) -> Batch:

@@ -29,7 +29,7 @@ def plain_erasure_flip(evaluator, inputs: Any, attributions: Any = None, *, targ
     buckets) and the readout path are left out."""
     from attnfaith._state import model_guard
     from attnfaith.evaluators._base import check_items
-    from attnfaith.evaluators.erasure import erase_id_for
+    from attnfaith.perturb import erase_id
 
     ef = evaluator
     attributions = "attention" if attributions is None else attributions
@@ -39,7 +39,7 @@ def plain_erasure_flip(evaluator, inputs: Any, attributions: Any = None, *, targ
     with model_guard(ef.model):
         layers, query = ef._layers_and_query(batch, attributions)
         ranking = ef._ranking(attributions, batch, target, layers, query)
-        replacement = erase_id_for(ef.model, ef.erase, tokenizer) if ef.level == "token" else None
+        replacement = erase_id(ef.model, ef.erase, tokenizer) if ef.level == "token" else None
         R, never = len(ranking.scores), T + 1
         curve = torch.full((R, B, T + 1), float("nan"))
         first = torch.full((R, B), never, dtype=torch.long)
@@ -184,14 +184,14 @@ def plain_topk_probabilities(evaluator, inputs: Any, attributions: Any, *, mask:
     from attnfaith._inputs import call_model, probs_of
     from attnfaith._state import model_guard
     from attnfaith.attention import AttentionTap
-    from attnfaith.evaluators._topk import replacement_id
+    from attnfaith.perturb import erase_id
 
     ev = evaluator
     model = ev.model
     with model_guard(model), torch.inference_mode():
         batch, ranking, layers = _plain_setup(ev, inputs, attributions, mask, tokenizer, example_ids)
         B = batch.size
-        mode = replacement_id(model, ev.erase, tokenizer) if ev.level == "token" else None
+        mode = erase_id(model, ev.erase, tokenizer) if ev.level == "token" else None
         R, K = len(ranking.scores), len(ev.fractions)
         pred = torch.zeros(B, dtype=torch.long)
         p0 = torch.zeros(B)
@@ -262,13 +262,13 @@ def plain_aopc_bounds(evaluator, inputs: Any, *, mask: Any = None, tokenizer: An
     Python lists (``beam=True``, ``evaluator.beam_size``; ties: the first candidate in (member, item) order)."""
     from attnfaith._inputs import call_model, probs_of
     from attnfaith._state import model_guard
-    from attnfaith.evaluators._topk import replacement_id
+    from attnfaith.perturb import erase_id
 
     ev = evaluator
     model = ev.model
     with model_guard(model), torch.inference_mode():
         batch = ev.prepare(inputs, None, mask=mask, tokenizer=tokenizer)
-        mode = replacement_id(model, ev.erase, tokenizer)
+        mode = erase_id(model, ev.erase, tokenizer)
         B = batch.size
         lower, upper = torch.zeros(B), torch.zeros(B)
         for b in range(B):

@@ -116,15 +116,7 @@ def replication_numbers(run_dir: Path) -> dict[str, Any]:
                                       for n, x in section["rankings"].items()}
             rec["uniform"] = [ev["uniform_inference"]["tvd"][i], ev["uniform_inference"]["flipped"][i]]
             rows[str(row)] = rec
-        fd = r["findings"]
-        single = fd["attention: top item flips"]
-        findings = {"single_weight": {k: single[k] for k in ("flip_top", "flip_random", "rarely_flips",
-                                                              "share_delta_js_positive")}}
-        for key, x in fd.items():
-            if key.startswith("erasure_"):
-                findings[key] = {"n_common": x["n_common"], "random_needs_most": x["random_needs_most"],
-                                 "random_needs_most_all_flipped": x["random_needs_most_all_flipped"]}
-        out["findings"] = findings
+        single = r["findings"]["attention: top item flips"]
     elif fmt == 2:
         ev = r["evaluation"]
         out["table2"] = {e: {ref: _table2_v1(t) for ref, t in x.items()} for e, x in ev["table2"].items()}
@@ -148,14 +140,16 @@ def replication_numbers(run_dir: Path) -> dict[str, Any]:
                                                                  if m in names}
                 if ex.get("uniform"):
                     rec["uniform"] = [ex["uniform"]["tvd"], ex["uniform"]["flipped"]]
-        findings = {"single_weight": r["findings"]["single_weight"]}
-        for key, x in r["findings"].items():
-            if key.startswith("erasure_"):
-                findings[key] = {"n_common": x["n_common"], "random_needs_most": x["random_needs_most"],
-                                 "random_needs_most_all_flipped": x["random_needs_most_all_flipped"]}
-        out["findings"] = findings
+        single = r["findings"]["single_weight"]
     else:
         raise SystemExit(f"{run_dir}: not an attnfaith replicate output (attnfaith_replication = {fmt!r})")
+    # Serrano & Smith's findings: the same keys in both formats, but the single-weight entry's name
+    findings = {"single_weight": {k: single[k] for k in ("flip_top", "flip_random", "rarely_flips",
+                                                        "share_delta_js_positive")}}
+    for key, x in r["findings"].items():
+        if key.startswith("erasure_"):
+            findings[key] = {k: x[k] for k in ("n_common", "random_needs_most", "random_needs_most_all_flipped")}
+    out["findings"] = findings
     out["rows"] = rows
     return out
 

@@ -36,43 +36,19 @@ from attnfaith.attention.model_facts import input_embedding_module
 from attnfaith.engine import VariantRunner, length_breaks
 from attnfaith.evaluators._base import Evaluator, check_items
 from attnfaith.evaluators._variants import AttentionVariants, call_model_autocast
-from attnfaith.evaluators.rankings import Ranking, resolve_ranking
+from attnfaith.evaluators.rankings import Ranking, check_n_random, resolve_ranking
 from attnfaith.evaluators.result import Result
 from attnfaith.evaluators.selection import check_heads, check_layers, check_query, resolve_attention_layers
 from attnfaith.metrics import descending_order
 from attnfaith.metrics.eraser import ERASER_FRACTIONS, top_fraction_sizes
-from attnfaith.perturb import delete_positions, mask_id_of, pad_id_of, replace_positions
+from attnfaith.perturb import check_erase, delete_positions, erase_id, pad_id_of, replace_positions
 from attnfaith.results import fmt_number, markdown_table
 from attnfaith.seeding import check_seed
 
-__all__ = ["ErasedForwards", "TopKEvaluator", "TopKResult", "replacement_id", "check_erase", "item_ranks",
+__all__ = ["ErasedForwards", "TopKEvaluator", "TopKResult", "item_ranks",
            "fraction_label"]
 
 _LEVELS = ("attention", "token")
-
-
-def check_erase(model: nn.Module, erase: Any, allowed: Sequence[str] = ("delete", "mask", "pad")) -> Any:
-    """``erase`` if it is one of ``allowed`` or a token id of the model; ``ValueError`` naming ``erase``."""
-    if isinstance(erase, bool) or not (erase in allowed if isinstance(erase, str) else isinstance(erase, int)):
-        raise ValueError(f"erase must be one of {tuple(allowed)} or an int token id, got {erase!r}")
-    if isinstance(erase, int):
-        vocab = getattr(getattr(model, "config", None), "vocab_size", None)
-        if erase < 0 or (isinstance(vocab, int) and erase >= vocab):
-            raise ValueError(f"erase={erase} is not a token id of the model (vocabulary size {vocab})")
-    return erase
-
-
-def replacement_id(model: nn.Module, erase: Any, tokenizer: Any = None) -> int | None:
-    """The id ``erase`` puts in place of a token: None for ``"delete"``, the mask token (else padding) for
-    ``"mask"``, the padding id for ``"pad"``, an int as given."""
-    if erase == "delete":
-        return None
-    if erase == "mask":
-        return mask_id_of(model, tokenizer)
-    if erase == "pad":
-        pad = getattr(tokenizer, "pad_token_id", None)
-        return pad if isinstance(pad, int) else pad_id_of(model)
-    return int(erase)
 
 
 def item_ranks(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -307,8 +283,7 @@ class TopKEvaluator(Evaluator):
             raise ValueError(f"level must be 'token' or 'attention', got {level!r}")
         self.fractions = tuple(float(f) for f in (self.default_fractions if fractions is None else fractions))
         top_fraction_sizes(torch.ones(1, dtype=torch.long), self.fractions, rounding)  # checks both
-        if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
-            raise ValueError(f"n_random must be a positive int, got {n_random!r}")
+        check_n_random(n_random)
         self.rounding, self.level = rounding, level
         self.erase = check_erase(model, self.default_erase if erase is None else erase)
         self.layer = check_layers(layer, "layer")
@@ -348,7 +323,7 @@ class TopKEvaluator(Evaluator):
                                                       self.query) if needs else (None, "cls"))
             ranking = resolve_ranking(attributions, self.model, batch, target, layers=layers, heads=self.heads,
                                       query=query, n_random=self.n_random, seed=self.seed, example_ids=example_ids)
-            replacement = replacement_id(self.model, self.erase, tokenizer) if self.level == "token" else None
+            replacement = erase_id(self.model, self.erase, tokenizer) if self.level == "token" else None
             runner = self.runner_for(max_examples_per_batch)
             with torch.inference_mode(), ErasedForwards(self.model, batch, runner, level=self.level,
                                                         replacement=replacement, layers=layers, heads=self.heads,

@@ -83,27 +83,18 @@ from attnfaith.engine import length_breaks
 from attnfaith.evaluators._base import Evaluator, check_items
 from attnfaith.evaluators._variants import AttentionVariants, call_model_autocast
 from attnfaith.evaluators.erasure_results import ErasureComparison, ErasureResult
-from attnfaith.evaluators.rankings import Ranking, resolve_ranking
+from attnfaith.evaluators.rankings import Ranking, check_n_random, resolve_ranking
 from attnfaith.evaluators.selection import (
     check_heads, check_layers, check_query, probe_layers, resolve_attention_layers, resolve_layers,
 )
 from attnfaith.metrics import descending_order
-from attnfaith.perturb import delete_positions, mask_id_of, pad_id_of, replace_positions
+from attnfaith.perturb import check_erase, delete_positions, erase_id, pad_id_of, replace_positions
 from attnfaith.seeding import check_seed
 
-__all__ = ["ErasureFlip", "ErasureResult", "ErasureComparison", "erase_id_for", "step_counts"]
+__all__ = ["ErasureFlip", "ErasureResult", "ErasureComparison", "step_counts"]
 
 _LEVELS = ("attention", "token")
 _ERASE = ("delete", "mask")
-
-
-def erase_id_for(model: nn.Module, erase: Any, tokenizer: Any = None) -> int | None:
-    """The id ``erase`` puts in place of a token (None for ``"delete"``)."""
-    if erase == "delete":
-        return None
-    if erase == "mask":
-        return mask_id_of(model, tokenizer)
-    return int(erase)
 
 
 def _ranks(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -215,18 +206,11 @@ class ErasureFlip(Evaluator):
         self.steps = _check_steps(steps)
         if level not in _LEVELS:
             raise ValueError(f"level must be 'attention' or 'token', got {level!r}")
-        if isinstance(erase, bool) or not (erase in _ERASE if isinstance(erase, str) else isinstance(erase, int)):
-            raise ValueError(f"erase must be 'delete', 'mask' or an int token id, got {erase!r}")
-        if isinstance(erase, int):
-            vocab = getattr(getattr(model, "config", None), "vocab_size", None)
-            if erase < 0 or (isinstance(vocab, int) and erase >= vocab):
-                raise ValueError(f"erase={erase} is not a token id of the model (vocabulary size {vocab})")
-        if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
-            raise ValueError(f"n_random must be a positive int, got {n_random!r}")
+        check_n_random(n_random)
         self.level = level
         self.layer = check_layers(layer, "layer")
         self.heads = check_heads(heads, "heads")
-        self.erase = erase
+        self.erase = check_erase(model, erase, _ERASE)
         self.n_random = n_random
         self.seed = check_seed(seed)
         self.query = check_query(query)
@@ -366,7 +350,7 @@ class ErasureFlip(Evaluator):
 
     def _evaluate_ranking(self, batch: Batch, ranking: Ranking, layers, max_examples_per_batch, tokenizer: Any,
                           name: str | None = None, full_curve: bool = True) -> ErasureResult:
-        replacement = erase_id_for(self.model, self.erase, tokenizer) if self.level == "token" else None
+        replacement = erase_id(self.model, self.erase, tokenizer) if self.level == "token" else None
         runner = self.runner_for(max_examples_per_batch)
         tap = self._tap() if self.level == "attention" else None
         with torch.inference_mode():

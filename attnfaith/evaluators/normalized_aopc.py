@@ -45,11 +45,12 @@ from torch import nn
 from attnfaith._inputs import Batch
 from attnfaith._state import model_guard
 from attnfaith.evaluators._base import Evaluator, check_items
-from attnfaith.evaluators._topk import ErasedForwards, check_erase, item_ranks, replacement_id
-from attnfaith.evaluators.rankings import resolve_ranking
+from attnfaith.evaluators._topk import ErasedForwards, item_ranks
+from attnfaith.evaluators.rankings import check_n_random, resolve_ranking
 from attnfaith.evaluators.result import Result
 from attnfaith.evaluators.selection import check_heads, check_layers, check_query, resolve_attention_layers
 from attnfaith.metrics.eraser import curve_aopc, exact_aopc_bounds, normalized_aopc
+from attnfaith.perturb import check_erase, erase_id
 from attnfaith.results import fmt_number, markdown_table
 from attnfaith.seeding import check_seed
 
@@ -170,8 +171,7 @@ class NormalizedAOPC(Evaluator):
         for arg, value, hi in (("exact_max_items", exact_max_items, 16), ("beam_size", beam_size, None)):
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if hi else 1) or (hi and value > hi):
                 raise ValueError(f"{arg} must be an int in {0 if hi else 1}..{hi or 'inf'}, got {value!r}")
-        if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
-            raise ValueError(f"n_random must be a positive int, got {n_random!r}")
+        check_n_random(n_random)
         self.exact_max_items, self.beam_size = exact_max_items, beam_size
         self.layer = check_layers(layer, "layer")
         self.heads = check_heads(heads, "heads")
@@ -240,7 +240,7 @@ class NormalizedAOPC(Evaluator):
     # ------------------------------------------------------------------------------------------------ internals
     def _forwards(self, batch: Batch, max_examples_per_batch, tokenizer) -> ErasedForwards:
         return ErasedForwards(self.model, batch, self.runner_for(max_examples_per_batch),
-                              replacement=replacement_id(self.model, self.erase, tokenizer), dtype=self.dtype)
+                              replacement=erase_id(self.model, self.erase, tokenizer), dtype=self.dtype)
 
     def _curve(self, fw: ErasedForwards, batch: Batch, scores: torch.Tensor, pred, p0) -> torch.Tensor:
         """``[B, T+1]``: p(ŷ) after the top ``k`` items of ``scores`` are erased, ``k = 0..n`` (NaN after)."""

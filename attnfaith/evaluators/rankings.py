@@ -45,7 +45,7 @@ from attnfaith.evaluators._base import attribution_scores
 from attnfaith.metrics import random_scores
 from attnfaith.seeding import check_example_ids, example_generators
 
-__all__ = ["RANKINGS", "Ranking", "resolve_ranking", "ranking_label", "heads_for_reduction"]
+__all__ = ["RANKINGS", "Ranking", "resolve_ranking", "ranking_label", "heads_for_reduction", "check_n_random"]
 
 #: the ranking names accepted as ``attributions``
 RANKINGS = ("attention", "gradient", "attention_x_gradient", "random")
@@ -67,6 +67,14 @@ class Ranking:
     name: str
     scores: list[torch.Tensor]
     random: bool = False
+
+
+def check_n_random(n_random: Any) -> int:
+    """``n_random`` (the number of seeded random orders of the ``"random"`` ranking) if it is a positive int;
+    ``ValueError`` naming it otherwise."""
+    if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
+        raise ValueError(f"n_random must be a positive int, got {n_random!r}")
+    return n_random
 
 
 def ranking_label(attributions: Any) -> str:

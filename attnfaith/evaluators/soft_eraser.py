@@ -40,7 +40,7 @@ from torch import nn
 from attnfaith._state import model_guard
 from attnfaith.evaluators._base import Evaluator, check_items
 from attnfaith.evaluators._topk import ErasedForwards
-from attnfaith.evaluators.rankings import resolve_ranking
+from attnfaith.evaluators.rankings import check_n_random, resolve_ranking
 from attnfaith.evaluators.result import Result
 from attnfaith.evaluators.selection import check_heads, check_layers, check_query, resolve_attention_layers
 from attnfaith.metrics.eraser import (
@@ -123,8 +123,7 @@ class _SoftEraser(Evaluator):
                  max_examples_per_batch: int | None = None, memory_budget: int | None = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
-        if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
-            raise ValueError(f"n_random must be a positive int, got {n_random!r}")
+        check_n_random(n_random)
         self.layer = check_layers(layer, "layer")
         self.heads = check_heads(heads, "heads")
         self.n_random, self.seed = n_random, check_seed(seed)

@@ -139,7 +139,8 @@ def evaluate_test_split(cfg: ReplicationConfig, tm: TrainedModel, test: TextData
     it holds a run); returns its ``results.json`` content (per-example records, ``summary`` with the papers'
     tables)."""
     rows = [int(i) for i in rows]
-    max_tokens = max((tm.n_tokens(test.texts[i]) for i in rows), default=1)
+    # a reference model's truncation length: its longest text (a transformer keeps cfg.max_length)
+    max_tokens = max((tm.n_tokens(test.texts[i]) for i in rows), default=1) if tm.vocab is not None else 0
     config = study_config(cfg, tm, max_tokens, evaluators, methods)
     return run_evaluation(
         tm.model, _tokenizer(tm), [test.texts[i] for i in rows], [test.labels[i] for i in rows], config=config,
