@@ -9,6 +9,8 @@ thread that made it.
   nothing runs the model unchanged. Per thread (``threading.local``), not per ``contextvars`` context: a claim made
   in one notebook cell holds in the next (ipykernel may run cells in different contexts).
 * :func:`local_forward_hook`: a forward hook that only runs in the thread that registered it.
+* :func:`shadow_forward`: a module's ``forward`` routed to a stand-in of the calling thread's owner (the prefix cache's
+  skipped blocks, the readout forwards' last block), the module's own forward everywhere else.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any, Callable, Hashable, Iterable, Iterator
 
 from torch import nn
 
-__all__ = ["LOCK", "model_guard", "share", "unshare", "claim", "owner", "release", "local_forward_hook"]
+__all__ = ["LOCK", "model_guard", "share", "unshare", "claim", "owner", "release", "local_forward_hook",
+           "shadow_forward"]
 
 #: the lock every change to the shared state above (and a tap's activation) is made under
 LOCK = threading.RLock()
@@ -98,6 +101,37 @@ def local_forward_hook(module: nn.Module, hook: Callable[..., Any]) -> Iterator[
     finally:
         handle.remove()
         release("local-hook", token)
+
+
+def shadow_forward(module: nn.Module, kind: str) -> Callable[[], None]:
+    """Shadow ``module.forward`` (an instance attribute) with a dispatcher; returns the function undoing it (the
+    ``install`` of :func:`share`).
+
+    In a thread where an object owns ``module`` for ``kind`` (:func:`claim`), a call of the module runs
+    ``owner.stand_in(original, *args, **kwargs)``, ``original`` being the forward it shadows; in every other thread
+    the module's own forward, so another thread running the same model meanwhile computes it as usual."""
+    previous = module.__dict__.get("forward")
+
+    def original(*args: Any, **kwargs: Any) -> Any:
+        if previous is not None:
+            return previous(*args, **kwargs)
+        return type(module).forward(module, *args, **kwargs)
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        who = owner(kind, module)
+        if who is not None:
+            return who.stand_in(original, *args, **kwargs)
+        return original(*args, **kwargs)
+
+    module.forward = forward
+
+    def undo() -> None:
+        if previous is None:
+            module.__dict__.pop("forward", None)
+        else:
+            module.forward = previous
+
+    return undo
 
 
 def _keep_training(m: nn.Module) -> Callable[[], None]:

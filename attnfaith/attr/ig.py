@@ -24,6 +24,7 @@ from attnfaith._inputs import Batch, call_model, prepare_batch, probs_of, resolv
 from attnfaith._state import local_forward_hook, model_guard
 from attnfaith.attr._base import TokenAttribution
 from attnfaith.attention.model_facts import input_embedding_module
+from attnfaith.attention.readout_forward import ReadoutForwards
 from attnfaith.engine import VariantRunner, report_variants
 from attnfaith.perturb import pad_id_of
 
@@ -70,6 +71,9 @@ class EmbeddingIntegratedGradients(TokenAttribution):
         baseline_id: the id of the baseline tokens (default: padding id).
         multiply_by_inputs: Captum's flag (True: integrated gradients; False: the plain path-integrated gradient).
         output: ``"prob"`` (default) or ``"logit"``: what ``F`` is.
+        readout: compute the last block of every forward (and its gradient) at the rows the classification head
+            reads only, where that applies and checks out
+            (:class:`attnfaith.attention.readout_forward.ReadoutForwards`). Same result up to float rounding.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class EmbeddingIntegratedGradients(TokenAttribution):
         baseline_id: int | None = None,
         multiply_by_inputs: bool = True,
         output: str = "prob",
+        readout: bool = True,
     ) -> None:
         super().__init__(model)
         from captum.attr import LayerIntegratedGradients
@@ -97,6 +102,8 @@ class EmbeddingIntegratedGradients(TokenAttribution):
         self.internal_batch_size = internal_batch_size
         self.baseline_id = pad_id_of(model) if baseline_id is None else baseline_id
         self.output = output
+        self.readout = bool(readout)
+        self._forwards: ReadoutForwards | None = None
         self.multiplies_by_inputs = bool(multiply_by_inputs)
         self._names: tuple[str, ...] = ()
         self._template: Batch | None = None
@@ -124,7 +131,7 @@ class EmbeddingIntegratedGradients(TokenAttribution):
             batch = Batch(input_ids, attention_mask, attention_mask.bool(), token_args, row_args, template.const_args,
                           template.left_padded)
         with local_forward_hook(input_embedding_module(self.model), lambda module, args, out: self.route(out)):
-            logits = call_model(self.model, batch)
+            logits = self._forwards(batch) if self._forwards is not None else call_model(self.model, batch)
         report_variants(3 * int(input_ids.shape[0]))  # progress: these rows' forward and backward
         return probs_of(logits) if self.output == "prob" else logits
 
@@ -142,8 +149,12 @@ class EmbeddingIntegratedGradients(TokenAttribution):
             self._names = tuple(batch.token_args) + tuple(batch.row_args)
             self._template = batch
             extra = tuple(batch.token_args.values()) + tuple(batch.row_args.values())
+            forwards = ReadoutForwards(model, enabled=self.readout)
             try:
-                with torch.enable_grad():
+                with torch.enable_grad(), forwards:
+                    with torch.no_grad():
+                        forwards.check(batch)  # before Captum's hooks: its forwards are the batch's own
+                    self._forwards = forwards
                     attr, delta = self.captum.attribute(
                         batch.input_ids, baselines=baseline, target=t,
                         additional_forward_args=(batch.attention_mask,) + extra,
@@ -154,6 +165,7 @@ class EmbeddingIntegratedGradients(TokenAttribution):
                     )
             finally:
                 self._template = None
+                self._forwards = None
                 self._names = ()
         if isinstance(attr, (tuple, list)):
             attr = attr[0]

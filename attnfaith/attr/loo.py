@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from attnfaith._inputs import Batch, call_model, probs_of
+from attnfaith._inputs import Batch, probs_of
 from attnfaith._state import model_guard
+from attnfaith.attention.readout_forward import ReadoutForwards
 from attnfaith.attr._base import TokenAttribution
 from attnfaith.engine import VariantRunner, length_breaks
 from attnfaith.metrics import tvd
@@ -47,7 +48,12 @@ class LeaveOneOut(TokenAttribution):
     and the ``Σ_b n_items(b)`` leave-one-out rows run together through :class:`attnfaith.engine.VariantRunner`,
     sorted into length buckets (an original row goes with its own deletions), in chunks of
     ``max_examples_per_batch`` (or the engine's default chunk size); ``B + Σ_b n_items(b)`` rows in all, no other
-    forward. ``batched=False`` runs one forward per row instead (the reference the tests compare with).
+    forward. The originals' output distributions of the last call are kept in ``self.last_probs`` (``[B, C]``, None
+    when the batch had no items), so that a caller needing them (:class:`attnfaith.KendallTau`) runs no forward
+    of its own. The last block of each forward is computed at the positions the classification head reads only where
+    that applies and checks out (:class:`attnfaith.attention.readout_forward.ReadoutForwards`; ``readout=False``:
+    complete forwards). ``batched=False`` runs one complete forward per row instead (the reference the tests
+    compare with).
 
     Args:
         model: any model :func:`attnfaith._inputs.call_model` can run.
@@ -57,6 +63,7 @@ class LeaveOneOut(TokenAttribution):
         max_examples_per_batch: variants per forward (Captum's name).
         memory_budget: bytes of activation memory one forward may use when ``max_examples_per_batch`` is None.
         batched: False → one forward per variant.
+        readout: compute the last block at the rows the head reads only, where that applies (see above).
     """
 
     def __init__(
@@ -69,6 +76,7 @@ class LeaveOneOut(TokenAttribution):
         max_examples_per_batch: int | None = None,
         memory_budget: int | None = None,
         batched: bool = True,
+        readout: bool = True,
     ) -> None:
         super().__init__(model)
         if mode not in _MODES:
@@ -83,6 +91,8 @@ class LeaveOneOut(TokenAttribution):
         self.tokenizer = tokenizer
         self.runner = VariantRunner(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
         self.batched = bool(batched)
+        self.readout = bool(readout)
+        self.last_probs: torch.Tensor | None = None
 
     def _variants(self, batch: Batch, rows: torch.Tensor, pos: torch.Tensor, width: int | None = None) -> Batch:
         """The batch of variants: row ``rows[i]`` of ``batch`` with position ``pos[i]`` left out (``pos[i] < 0``:
@@ -108,6 +118,7 @@ class LeaveOneOut(TokenAttribution):
         out = torch.zeros(B, T, dtype=torch.float32, device=device)
         rows, pos = batch.items.nonzero(as_tuple=True)
         n = rows.shape[0]
+        self.last_probs = None
         if n == 0:
             return out
         # one pass: variants 0..B-1 are the original rows (the reference p(x_b)), B.. the rows with one position
@@ -127,12 +138,13 @@ class LeaveOneOut(TokenAttribution):
             order = order_host.to(device)
             all_rows, all_pos = all_rows[order], all_pos[order]
 
-        with model_guard(model), torch.inference_mode():
+        forwards = ReadoutForwards(model, enabled=self.readout and self.batched)
+        with model_guard(model), torch.inference_mode(), forwards:
 
             def run(start: int, stop: int) -> torch.Tensor:
                 width = max(int(widths[start]), 1) if widths is not None else None
                 v = self._variants(batch, all_rows[start:stop], all_pos[start:stop], width)
-                return probs_of(call_model(model, v))
+                return probs_of(forwards(v))
 
             if self.batched:
                 breaks = length_breaks(widths) if widths is not None else ()
@@ -142,5 +154,6 @@ class LeaveOneOut(TokenAttribution):
             if order is not None:
                 probs = torch.empty_like(probs).index_copy_(0, order, probs)
             values = tvd(probs[B:], probs[:B].index_select(0, rows)).float()
+        self.last_probs = probs[:B]
         out[rows, pos] = values
         return out

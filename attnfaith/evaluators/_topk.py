@@ -33,6 +33,7 @@ from attnfaith._inputs import Batch, probs_of
 from attnfaith._state import local_forward_hook, model_guard
 from attnfaith.attention import AttentionTap
 from attnfaith.attention.model_facts import input_embedding_module
+from attnfaith.attention.readout_forward import ReadoutForwards
 from attnfaith.engine import VariantRunner, length_breaks
 from attnfaith.evaluators._base import Evaluator, check_items
 from attnfaith.evaluators._variants import AttentionVariants, call_model_autocast
@@ -77,15 +78,21 @@ class ErasedForwards:
         replacement: the id erased tokens become (None: deletion), token level only.
         layers, heads, modules: the attention level's layers (resolved indices), heads and tap modules.
         prefix, dtype: the prefix cache at the attention level; an autocast dtype for every forward.
+        readout: the last block at the rows the head reads only, where that applies: per variant at the attention
+            level on the last layer (:class:`attnfaith.attention.readout.ReadoutCache`), in every forward at the
+            token level (:class:`attnfaith.attention.readout_forward.ReadoutForwards`; not with ``dtype``).
     """
 
     def __init__(self, model: nn.Module, batch: Batch, runner: VariantRunner, *, level: str = "token",
                  replacement: int | None = None, layers: Sequence[int] | None = None, heads: Any = None,
-                 modules: Sequence[str] | None = None, prefix: bool = True, dtype: torch.dtype | None = None) -> None:
+                 modules: Sequence[str] | None = None, prefix: bool = True, dtype: torch.dtype | None = None,
+                 readout: bool = True) -> None:
         self.model, self.batch, self.runner = model, batch, runner
         self.level, self.replacement = level, replacement
         self.layers = tuple(layers) if layers else ()
         self.heads, self.modules, self.prefix, self.dtype = heads, modules, prefix, dtype
+        self.readout = bool(readout)
+        self.forwards: ReadoutForwards | None = None
         self.tap: AttentionTap | None = None
         self.passes: AttentionVariants | None = None
 
@@ -94,7 +101,9 @@ class ErasedForwards:
             self.tap = AttentionTap(self.model, capture=None, modules=self.modules)
             self.tap.__enter__()
             self.passes = AttentionVariants(self.model, self.tap, self.batch, min(self.layers), self.runner,
-                                            prefix=self.prefix, autocast=self.dtype)
+                                            prefix=self.prefix, readout=self.readout, autocast=self.dtype)
+        else:
+            self.forwards = ReadoutForwards(self.model, enabled=self.readout and self.dtype is None).__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -104,8 +113,13 @@ class ErasedForwards:
         if self.tap is not None:
             self.tap.__exit__(*exc)
             self.tap = None
+        if self.forwards is not None:
+            self.forwards.__exit__(*exc)
+            self.forwards = None
 
     def _call(self, sub: Batch) -> torch.Tensor:
+        if self.forwards is not None and self.dtype is None:
+            return probs_of(self.forwards(sub))
         return probs_of(call_model_autocast(self.model, sub, self.dtype))
 
     def original(self) -> torch.Tensor:
@@ -265,7 +279,7 @@ class TopKEvaluator(Evaluator):
         layer, heads, query, modules: the attention level's layer(s) and heads, and what the attention-based ranking
             names read (as :class:`attnfaith.ErasureFlip`).
         n_random, seed: the ``"random"`` ranking's orders (their values are averaged per example).
-        max_examples_per_batch, memory_budget, prefix, dtype: as :class:`attnfaith.ErasureFlip`.
+        max_examples_per_batch, memory_budget, prefix, dtype, readout: as :class:`attnfaith.ErasureFlip`.
     """
 
     metric: ClassVar[str] = ""
@@ -277,7 +291,7 @@ class TopKEvaluator(Evaluator):
                  level: str = "token", erase: Any = None, layer: Any = -1, heads: Any = None, n_random: int = 5,
                  seed: int = 0, query: Any = "auto", modules: Sequence[str] | None = None,
                  max_examples_per_batch: int | None = None, memory_budget: int | None = None, prefix: bool = True,
-                 dtype: torch.dtype | None = None) -> None:
+                 dtype: torch.dtype | None = None, readout: bool = True) -> None:
         super().__init__(model, max_examples_per_batch=max_examples_per_batch, memory_budget=memory_budget)
         if level not in _LEVELS:
             raise ValueError(f"level must be 'token' or 'attention', got {level!r}")
@@ -291,7 +305,7 @@ class TopKEvaluator(Evaluator):
         self.n_random, self.seed = n_random, check_seed(seed)
         self.query = check_query(query)
         self.modules = list(modules) if modules is not None else None
-        self.prefix, self.dtype = bool(prefix), dtype
+        self.prefix, self.dtype, self.readout = bool(prefix), dtype, bool(readout)
 
     def values(self, p_original: torch.Tensor, p_variant: torch.Tensor) -> torch.Tensor:
         """The metric of each bin from the original ``[B]`` and the variants' ``[B, K]`` probabilities."""
@@ -328,7 +342,7 @@ class TopKEvaluator(Evaluator):
             with torch.inference_mode(), ErasedForwards(self.model, batch, runner, level=self.level,
                                                         replacement=replacement, layers=layers, heads=self.heads,
                                                         modules=self.modules, prefix=self.prefix,
-                                                        dtype=self.dtype) as fw:
+                                                        dtype=self.dtype, readout=self.readout) as fw:
                 p_orig = fw.original()
                 pred, p0, pk, sizes = self._variants(fw, batch, ranking, p_orig)
         return self._result(batch, ranking, pred, p0, pk, sizes, name)

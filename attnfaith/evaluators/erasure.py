@@ -79,6 +79,7 @@ from torch import nn
 from attnfaith._inputs import Batch, probs_of
 from attnfaith._state import model_guard
 from attnfaith.attention import AttentionTap, AttentionUnreachableError
+from attnfaith.attention.readout_forward import ReadoutForwards
 from attnfaith.engine import length_breaks
 from attnfaith.evaluators._base import Evaluator, check_items
 from attnfaith.evaluators._variants import AttentionVariants, call_model_autocast
@@ -172,9 +173,11 @@ class ErasureFlip(Evaluator):
             from a cache of the hidden states below (:class:`attnfaith.attention.prefix.PrefixCache`; complete
             forwards where it does not apply). Same results up to float rounding.
         dtype: ``torch.autocast`` dtype for the forwards (e.g. ``torch.bfloat16`` on CUDA); None: the model's.
-        readout: at the attention level on the last layer, compute only the rows of the last block that the
-            classification head reads (:class:`attnfaith.attention.readout.ReadoutCache`, where it applies and its
-            checks pass; else the prefix cache). Same results up to float rounding.
+        readout: compute only the rows of the last block that the classification head reads, where that applies
+            and its checks pass: at the attention level on the last layer, per variant
+            (:class:`attnfaith.attention.readout.ReadoutCache`; else the prefix cache); at the token level, in every
+            forward (:class:`attnfaith.attention.readout_forward.ReadoutForwards`; not with ``dtype``). Same results
+            up to float rounding.
         steps: None (default: a curve point after every item) or fractions in ``(0, 1]`` of the items to remove,
             e.g. ``(0.01, 0.05, 0.1, 0.2, 0.5)`` (ERASER): see "Curve points at fixed fractions" in the module
             docstring.
@@ -325,14 +328,14 @@ class ErasureFlip(Evaluator):
         return AttentionTap(self.model, capture=None, modules=self.modules)
 
     def _forward(self, sub: Batch, erase: torch.Tensor | None, tap: AttentionTap | None, layers,
-                 replacement, width: int | None = None) -> torch.Tensor:
+                 replacement, width: int | None = None, forwards: ReadoutForwards | None = None) -> torch.Tensor:
         """Output distribution ``[n, C]`` of the rows of ``sub`` with ``erase`` ``[n, T]`` erased (None: nothing).
 
         ``width``: keep only the first ``width`` columns after erasing (right-padded inputs whose rows are all at
-        most that long: the cut columns are padding)."""
+        most that long: the cut columns are padding). ``forwards``: the token level's readout-restricted forwards."""
         model = self.model
         if erase is None:
-            return probs_of(self._call(sub))
+            return probs_of(self._call(sub, forwards))
         if self.level == "attention":
             iv = tap.intervene("zero", erase, layers=tuple(layers), heads=self.heads)
             try:
@@ -343,9 +346,11 @@ class ErasureFlip(Evaluator):
             varied = delete_positions(sub, erase, pad_id_of(model), trim=False)
         else:
             varied = replace_positions(sub, erase, replacement)
-        return probs_of(self._call(varied if width is None else varied.truncate(width)))
+        return probs_of(self._call(varied if width is None else varied.truncate(width), forwards))
 
-    def _call(self, sub: Batch) -> torch.Tensor:
+    def _call(self, sub: Batch, forwards: ReadoutForwards | None = None) -> torch.Tensor:
+        if forwards is not None and self.dtype is None:
+            return forwards(sub)
         return call_model_autocast(self.model, sub, self.dtype)
 
     def _evaluate_ranking(self, batch: Batch, ranking: Ranking, layers, max_examples_per_batch, tokenizer: Any,
@@ -353,17 +358,20 @@ class ErasureFlip(Evaluator):
         replacement = erase_id(self.model, self.erase, tokenizer) if self.level == "token" else None
         runner = self.runner_for(max_examples_per_batch)
         tap = self._tap() if self.level == "attention" else None
-        with torch.inference_mode():
+        forwards = ReadoutForwards(self.model, enabled=self.readout and self.level == "token" and self.dtype is None)
+        with torch.inference_mode(), forwards:
             if tap is not None:
                 tap.__enter__()
             try:
-                pred, curve, first = self._run_variants(batch, ranking, runner, tap, layers, replacement, full_curve)
+                pred, curve, first = self._run_variants(batch, ranking, runner, tap, layers, replacement, full_curve,
+                                                        forwards)
             finally:
                 if tap is not None:
                     tap.__exit__(None, None, None)
         return self._result(batch, ranking, pred, curve, first, name)
 
-    def _run_variants(self, batch: Batch, ranking: Ranking, runner, tap, layers, replacement, full_curve: bool = True):
+    def _run_variants(self, batch: Batch, ranking: Ranking, runner, tap, layers, replacement, full_curve: bool = True,
+                      forwards: ReadoutForwards | None = None):
         """Returns ``pred [B]``, ``curve [R, B, T+1]`` and ``first [R, B]`` (first flipping k, ``T+1`` if none).
 
         Attention level: the variants run through :class:`AttentionVariants` (prefix cache: only the blocks from
@@ -386,16 +394,17 @@ class ErasureFlip(Evaluator):
         else:
             def original(start: int, stop: int) -> torch.Tensor:
                 return self._forward(batch.index_rows(torch.arange(start, stop, device=device)), None, tap, layers,
-                                     replacement)
+                                     replacement, forwards=forwards)
 
             p_orig = runner.run(B, original, seq_len=T, device=device)
         try:
-            return self._variant_rounds(batch, ranking, runner, passes, layers, replacement, p_orig, full_curve)
+            return self._variant_rounds(batch, ranking, runner, passes, layers, replacement, p_orig, full_curve,
+                                        forwards)
         finally:
             if passes is not None:
                 passes.__exit__(None, None, None)
 
-    def _variant_rounds(self, batch, ranking, runner, passes, layers, replacement, p_orig, full_curve):
+    def _variant_rounds(self, batch, ranking, runner, passes, layers, replacement, p_orig, full_curve, forwards=None):
         B, T = batch.input_ids.shape
         device = batch.device
         R = len(ranking.scores)
@@ -441,7 +450,8 @@ class ErasureFlip(Evaluator):
                 if passes is not None:
                     out = passes.run(rows, [("zero", erase, {"layers": tuple(layers), "heads": self.heads})])
                     return probs_of(out)
-                return self._forward(batch.index_rows(rows), erase, None, layers, replacement, width=width)
+                return self._forward(batch.index_rows(rows), erase, None, layers, replacement, width=width,
+                                     forwards=forwards)
 
             breaks = length_breaks(lengths) if lengths is not None else ()
             probs = runner.run(total, variants, seq_len=T, device=device, breaks=breaks, widths=lengths)

@@ -190,12 +190,22 @@ class KendallTau(Evaluator):
             raise ValueError(f"attributions must be None, one of {RANKINGS}, a [B, T] tensor or an attribution "
                              f"object with .attribute; got {attributions!r}")
         by_name = attributions is None or isinstance(attributions, str)
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(model_guard(self.model))
-            stack.enter_context(torch.no_grad())
-            tap = stack.enter_context(AttentionTap(self.model, capture=None)) if by_name else None
-            logits = call_model(self.model, batch)
-            layers = list(tap.layers) if tap is not None else []
+        ref_obj = self._reference(max_examples_per_batch)
+        ref = None
+        logits = None
+        if isinstance(attributions, torch.Tensor) and isinstance(ref_obj, LeaveOneOut):
+            # the leave-one-out pass runs the originals too: their distributions stand in for this call's forward
+            ref = attribution_scores(ref_obj, self.model, batch, None, name="reference")
+            if ref_obj.last_probs is not None:
+                logits = ref_obj.last_probs.float().clamp_min(torch.finfo(torch.float32).tiny).log()
+        layers = []
+        if logits is None:
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(model_guard(self.model))
+                stack.enter_context(torch.no_grad())
+                tap = stack.enter_context(AttentionTap(self.model, capture=None)) if by_name else None
+                logits = call_model(self.model, batch)
+                layers = list(tap.layers) if tap is not None else []
         predicted = probs_of(logits).argmax(dim=-1)
         t = resolve_target(target, logits)
         if by_name:
@@ -207,8 +217,8 @@ class KendallTau(Evaluator):
             attr = ranking.scores[0]
         else:
             attr = attribution_scores(attributions, self.model, batch, t, name="attributions")
-        ref_obj = self._reference(max_examples_per_batch)
-        ref = attribution_scores(ref_obj, self.model, batch, t, name="reference")
+        if ref is None:
+            ref = attribution_scores(ref_obj, self.model, batch, t, name="reference")
         tau, pvalue = kendall_tau(attr, ref, mask=batch.items)
         if isinstance(self.reference, str):
             name = self.reference

@@ -68,6 +68,9 @@ class MethodSpec:
         default: among the methods a run uses when none are named (:func:`method_names` ``(default_only=True)``).
         cost: ``cost(n_items, config) -> forwards``: about how many forwards (a backward counts as two) the method
             needs for one example with ``n_items`` items (progress estimates; None: 1).
+        needs_rationale: the scores come from the run's known rationale (an oracle): ``attribute_batch`` also takes
+            ``rationale_items=`` (BoolTensor ``[B, T]``, the items of the rationale's words). Used only in runs with
+            rationales; naming it in a run without them is an error.
     """
 
     name: str
@@ -81,6 +84,7 @@ class MethodSpec:
     check: Callable[["nn.Module", "Batch", str, Sequence[Any]], str | None] | None = None
     default: bool = True
     cost: Callable[[int, "EvaluationConfig"], float] | None = None
+    needs_rationale: bool = False
 
 
 @dataclass(frozen=True)

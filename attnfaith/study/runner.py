@@ -17,6 +17,7 @@ evaluators with ``seed=seed, example_ids=<dataset indices>``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -81,10 +82,17 @@ class ChunkRunner:
                                 [which] if kind == "evaluator" else [], n_items)
         return self.progress.stage(name, est[name])
 
-    def scores(self, method: str, batch: Any, seed: int, example_ids: Sequence[int]) -> torch.Tensor:
+    def scores(self, method: str, batch: Any, seed: int, example_ids: Sequence[int],
+               gold: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, T]`` scores of ``method`` on the batch (float, detached); a seeded method gets ``seed`` and the
-        examples' ``example_ids``."""
-        options = {"seed": seed, "example_ids": list(example_ids)} if self.method_specs[method].seeded else {}
+        examples' ``example_ids``, the known-rationale method the rationale's items ``gold``."""
+        spec = self.method_specs[method]
+        options: dict[str, Any] = {"seed": seed, "example_ids": list(example_ids)} if spec.seeded else {}
+        if spec.needs_rationale:
+            if gold is None:
+                raise PipelineError(f"method {method!r} needs the rationales mapped to tokens (a tokenizer with "
+                                    "word ids)")
+            options["rationale_items"] = gold
         return self.attributions[method].attribute_batch(batch, None, **options).detach().float()
 
     def run(self, index: int, indices: Sequence[int], texts: Sequence[str], labels: Sequence[int] | None,
@@ -120,7 +128,7 @@ class ChunkRunner:
         for m in self.methods:
             t0 = time.perf_counter()
             with self._stage(f"method {m}", n_items):
-                scores[m] = self.scores(m, batch, seed, example_ids)
+                scores[m] = self.scores(m, batch, seed, example_ids, gold)
             timings[f"method:{m}"] = time.perf_counter() - t0
             records.add_method_scores(examples, m, scores[m].cpu(), items, gold)
 
@@ -220,7 +228,8 @@ def run_evaluation(
             (``layer=-1``, ``batch_size=16``, ``seed=0``...).
         rationales: optional per-text lists of whitespace-word indices that make up the known rationale: the
             report then adds the rationale recovery of each method (precision@k of its top-k tokens, k = number
-            of rationale tokens).
+            of rationale tokens), and the default methods include ``known_rationale``, the known rationale itself as
+            scores (an oracle, as ERASER reports its human rationales beside the methods).
         resume: continue the run in ``out_dir`` (finished chunks are read back, not recomputed); the
             :func:`fingerprint <attnfaith.study.state.fingerprint>` (configuration, data, model weights,
             tokenizer) must match and every line's checksum must hold.
@@ -279,6 +288,12 @@ def run_evaluation(
         rationales = [list(map(int, r)) for r in rationales]
         if len(rationales) != len(texts):
             raise PipelineError(f"{len(rationales)} rationales for {len(texts)} texts")
+    oracles = [m for m in config.methods if registry.method_spec(m).needs_rationale]
+    if rationales is None and oracles:
+        if tuple(config.methods) != tuple(registry.method_names(default_only=True)):
+            raise PipelineError(f"method {oracles[0]!r} needs rationales (--rationale-column / rationales=)")
+        # the default methods: the known rationale joins them only in runs with rationales
+        config = dataclasses.replace(config, methods=tuple(m for m in config.methods if m not in oracles))
 
     out = Path(out_dir)
     state.refuse_existing_run(out, resume, overwrite)

@@ -1,5 +1,7 @@
 """LeaveOneOut runs its reference forward and its deletions in one pass: exactly ``B + Σ n_items`` rows through the
-model, in as many forwards as the chunking says (counted with a hook on the model), with the plain loop's numbers."""
+model, in as many forwards as the chunking says (counted with a hook on the model), with the plain loop's numbers.
+With the readout path (the default) the first chunk also pays its check: two forwards (the full one and the head
+probe) of its first ``min(4, rows)`` rows."""
 
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ def _items(enc, model):
 @pytest.mark.parametrize("arch", ["bert", "llama"])
 @pytest.mark.parametrize("mode", ["delete", "mask"])
 @pytest.mark.parametrize("chunk", [1, 4, None])
-def test_one_pass_counts_and_values(arch, mode, chunk):
+@pytest.mark.parametrize("readout", [False, True])
+def test_one_pass_counts_and_values(arch, mode, chunk, readout):
     model = tiny_model(arch)
     enc = tiny_batch(arch, model, batch_size=4, seq_len=12, lengths=[12, 9, 7, 12])
     B = enc["input_ids"].shape[0]
@@ -48,11 +51,11 @@ def test_one_pass_counts_and_values(arch, mode, chunk):
         expected = plain.attribute(enc)
         assert (counter.calls, counter.rows) == (B + n, B + n)  # the plain loop: one row per forward
         counter.calls = counter.rows = 0
-        got = LeaveOneOut(model, mode, max_examples_per_batch=chunk).attribute(enc)
+        got = LeaveOneOut(model, mode, max_examples_per_batch=chunk, readout=readout).attribute(enc)
     finally:
         counter.handle.remove()
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
-    assert counter.rows == B + n  # no separate reference forward
+    size = chunk or 10 ** 9
     # the forwards: each length bucket (right padding) or the whole set (left padding) cut into chunks
     lengths = enc["attention_mask"].sum(-1)
     if arch == "bert":  # right-padded: originals at their length, deletions one shorter (mask: same length)
@@ -61,8 +64,14 @@ def test_one_pass_counts_and_values(arch, mode, chunk):
         bounds = [0, *length_breaks(widths), B + n]
     else:
         bounds = [0, B + n]
-    size = chunk or 10 ** 9
-    assert counter.calls == sum(math.ceil((hi - lo) / size) for lo, hi in zip(bounds[:-1], bounds[1:]))
+    chunks = sum(math.ceil((hi - lo) / size) for lo, hi in zip(bounds[:-1], bounds[1:]))
+    if not readout:
+        assert (counter.rows, counter.calls) == (B + n, chunks)  # no separate reference forward
+    else:
+        first = min(size, bounds[1] - bounds[0])
+        k = min(4, first)
+        assert counter.rows == B + n + 2 * k
+        assert counter.calls == chunks + 2 + int(first > k)
 
 
 def test_no_items_runs_no_forward():

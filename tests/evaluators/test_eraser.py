@@ -180,3 +180,71 @@ def test_model_left_as_found_and_bad_input():
         NormalizedAOPC(model).evaluate(enc, scores, bounds=NormalizedAOPC(model).bounds({k: v[:2] for k, v in
                                                                                           enc.items()}))
     assert not math.isnan(Comprehensiveness(model).evaluate(enc, scores).summary()["mean_aopc"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the oracle ranking on a planted-signal model
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _MarkerCounter(torch.nn.Module):
+    """The planted task's exact rule as a model: logit(positive) = Σ over the real tokens of +1 for a positive
+    marker, −1 for a negative one (filler 0), through an embedding whose first coordinate holds the polarity."""
+
+    def __init__(self, vocab: int, positive: list[int], negative: list[int]) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, 4)
+        with torch.no_grad():
+            self.embed.weight.zero_()
+            self.embed.weight[positive, 0] = 1.0
+            self.embed.weight[negative, 0] = -1.0
+
+    def get_input_embeddings(self):
+        return self.embed
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None):
+        e = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        m = torch.ones(e.shape[:2]) if attention_mask is None else attention_mask.to(e.dtype)
+        s = (e[..., 0] * m).sum(-1)
+        return torch.stack([-s, s], dim=-1)
+
+
+def test_the_oracle_ranking_is_best_on_a_planted_signal_model():
+    """On a model that decides exactly by the planted markers, the oracle ranking (the markers of the predicted
+    class first) reaches the best value of every ERASER-style metric among the rankings compared — random orders,
+    filler first, leave-one-out — and beats random and filler-first strictly on the AOPCs."""
+    from attnfaith import LeaveOneOut
+
+    vocab = ["[PAD]", "[CLS]", "[SEP]", "good", "great", "bad", "awful", "the", "a", "film", "was", "river", "day"]
+    ids = {w: i for i, w in enumerate(vocab)}
+    model = _MarkerCounter(len(vocab), [ids["good"], ids["great"]], [ids["bad"], ids["awful"]]).eval()
+    model.special_token_ids = {0, 1, 2}
+    texts = ["the good film was a great day", "a bad river was the day", "the film was awful and bad a day",
+             "great good the river", "the day was a bad film the river a", "a film the good day was the river"]
+    rows = [[ids["[CLS]"], *[ids.get(w, ids["the"]) for w in t.split()], ids["[SEP]"]] for t in texts]
+    T = max(map(len, rows))
+    input_ids = torch.tensor([r + [0] * (T - len(r)) for r in rows])
+    mask = (input_ids != 0).long()
+    enc = {"input_ids": input_ids, "attention_mask": mask}
+    markers = torch.isin(input_ids, torch.tensor([ids[w] for w in ("good", "great", "bad", "awful")]))
+    oracle = markers.float()
+    filler_first = (~markers).float() * mask
+    rankings = {"oracle": oracle, "filler first": filler_first, "random": "random",
+                "loo": LeaveOneOut(model).attribute(enc)}
+    higher = {
+        "comprehensiveness": lambda s: Comprehensiveness(model).evaluate(enc, s).aopc,
+        "soft comprehensiveness": lambda s: SoftComprehensiveness(model).evaluate(enc, s).value,
+        "normalised AOPC (comprehensiveness)": lambda s: NormalizedAOPC(model).evaluate(enc, s).naopc_comp,
+    }
+    lower = {
+        "sufficiency": lambda s: Sufficiency(model).evaluate(enc, s).aopc,
+        "soft sufficiency": lambda s: SoftSufficiency(model).evaluate(enc, s).value,
+        "log-odds": lambda s: LogOdds(model).evaluate(enc, s).aopc,
+    }
+    for name, metric in {**higher, **lower}.items():
+        sign = 1.0 if name in higher else -1.0
+        means = {k: sign * float(metric(s).nanmean()) for k, s in rankings.items()}
+        assert means["oracle"] >= max(means.values()) - 1e-6, (name, means)
+        if name in ("comprehensiveness", "sufficiency", "log-odds"):
+            assert means["oracle"] > means["random"] + 1e-3 and means["oracle"] > means["filler first"] + 1e-3, (
+                name, means)

@@ -187,3 +187,26 @@ def test_report_ranks_methods_with_paired_comparisons_and_says_n(tiny, tmp_path)
         for ext in ("svg", "pdf"):
             assert (tmp_path / "r" / "figures" / f"{key}.{ext}").read_bytes() == \
                 (tmp_path / "again" / f"{key}.{ext}").read_bytes(), (key, ext)
+
+
+def test_the_known_rationale_is_a_method_of_runs_with_rationales(tiny, tmp_path):
+    """With rationales, the default methods include ``known_rationale``: its scores are 1 exactly on the items of
+    the rationale's words (by hand from the texts), so its rationale precision is 1. Without rationales it is
+    left out of the defaults, and naming it is an error."""
+    model, tok = tiny
+    texts = ["the good day was long", "a bad river and the awful road", "great music"]
+    rationales = [[1], [1, 4], [0]]
+    run = run_evaluation(model, tok, texts, [1, 0, 1], None, "erasure", tmp_path / "r", rationales=rationales,
+                         progress=False, figures=False, report=False)
+    assert "known_rationale" in run["config"]["methods"]
+    for example, text, words in zip(run["examples"], texts, rationales):
+        n = len(text.split())  # the word-level tokenizer: one item per word
+        assert example["scores"]["known_rationale"] == [1.0 if w in words else 0.0 for w in range(n)]
+        assert example["rationale_precision"]["known_rationale"] == 1.0
+        assert "known_rationale" in example["erasure_token"]
+    plain = run_evaluation(model, tok, texts, [1, 0, 1], None, "erasure", tmp_path / "p", progress=False,
+                           figures=False, report=False)
+    assert "known_rationale" not in plain["config"]["methods"]
+    with pytest.raises(PipelineError, match="needs rationales"):
+        run_evaluation(model, tok, texts, None, "attention,known_rationale", "erasure", tmp_path / "q",
+                       progress=False)

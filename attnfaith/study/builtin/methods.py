@@ -12,6 +12,8 @@ loo         :class:`attnfaith.attr.loo.LeaveOneOut`: TVD of the output when the 
 attention_gradient    :class:`attnfaith.AttentionGradient`: ∂p̂/∂α of the layer's attention weights (Serrano &
             Smith's gradient ranking; the erasure test ranks by it at the intervened layer); not run unless named
 attention_x_gradient  :class:`attnfaith.AttentionXGradient`: α·∂p̂/∂α (Serrano & Smith); not run unless named
+known_rationale  the known rationale (an oracle, in runs with rationales only): 1 on the items of the rationale's
+            words, 0 elsewhere (ties: lower position first), as ERASER reports its human rationales beside the methods
 random      seeded ``U[0, 1)`` scores (per example: ``example_seed(seed, dataset index)``, :mod:`attnfaith.seeding`):
             the first of the Serrano & Smith random orders that the erasure test uses;
             evaluators that rank tokens get the ranking ``"random"`` (all of its orders) instead
@@ -28,7 +30,7 @@ from torch import nn
 from attnfaith.attention.model_facts import input_embedding_module
 from attnfaith.study.registry import MethodSpec, register_method
 
-__all__ = ["RandomScores"]
+__all__ = ["RandomScores", "KnownRationale"]
 
 
 class RandomScores:
@@ -44,6 +46,14 @@ class RandomScores:
 
         gens = example_generators(int(seed), example_ids, batch.size)
         return random_scores(batch.items.detach().to("cpu"), generator=gens).to(batch.device)
+
+
+class KnownRationale:
+    """The run's known rationale as scores: 1.0 on the items of the rationale (``rationale_items``, BoolTensor
+    ``[B, T]``, given by the runner from the data's word indices), 0.0 elsewhere."""
+
+    def attribute_batch(self, batch: Any, target: Any = None, *, rationale_items: torch.Tensor) -> torch.Tensor:
+        return (rationale_items.to(batch.device) & batch.items).float()
 
 
 def _attention(model: nn.Module, config: Any, query: str) -> Any:
@@ -118,6 +128,9 @@ register_method(MethodSpec(name="ig", label="integrated gradients", short="IG", 
                            check=_check_embedding, cost=lambda n, config: 3 * config.ig_steps))
 register_method(MethodSpec(name="loo", label="leave-one-out", short="LOO", color="#d62728", build=_loo,
                            cost=lambda n, config: n + 1))
+register_method(MethodSpec(name="known_rationale", label="known rationale (oracle)", short="rationale",
+                           color="#000000", build=lambda model, config, query: KnownRationale(), needs_rationale=True,
+                           cost=lambda n, config: 0))
 register_method(MethodSpec(name="random", label="random", short="random", color="#7f7f7f",
                            build=lambda model, config, query: RandomScores(), seeded=True, ranking="random",
                            cost=lambda n, config: 0))
