@@ -50,7 +50,8 @@ from attnfaith._state import local_forward_hook
 from attnfaith.attention.interventions import Intervention, apply_interventions
 from attnfaith.attention.tap import AttentionTap
 
-__all__ = ["ReadoutCache", "Family", "FAMILIES", "family_of", "readout_block", "has_path", "logits_match"]
+__all__ = ["ReadoutCache", "Family", "FAMILIES", "family_of", "readout_block", "has_path", "logits_match",
+           "nan_outside_rows"]
 
 _TOLERANCE = 1e-4  # relative, as the prefix cache's check
 _KINDS = ("zero", "permute")
@@ -222,6 +223,17 @@ def has_path(obj: Any, path: str) -> bool:
         if obj is None:
             return False
     return True
+
+
+def nan_outside_rows(output: Any, read: torch.Tensor) -> Any:
+    """A block's output (a tensor ``[B, T, D]`` or a tuple led by one) with every position outside ``read``
+    (``[B, R]`` row indices per example) set to NaN: the head probe's input. A head that reads only ``read`` still
+    gives finite logits from it."""
+    out = output[0] if isinstance(output, tuple) else output
+    keep = torch.zeros(out.shape[:2], dtype=torch.bool, device=out.device)
+    keep.scatter_(1, read, True)
+    new = out.masked_fill(~keep[:, :, None], float("nan"))
+    return (new, *output[1:]) if isinstance(output, tuple) else new
 
 
 def readout_block(model: nn.Module, layer_name: str) -> tuple[str, nn.Module] | None:
@@ -404,11 +416,7 @@ class ReadoutCache:
             calls[0] += 1
             if calls[0] % self.calls_per_forward:
                 return None
-            out = output[0] if isinstance(output, tuple) else output
-            keep = torch.zeros(out.shape[:2], dtype=torch.bool, device=out.device)
-            keep.scatter_(1, read, True)
-            new = out.masked_fill(~keep[:, :, None], float("nan"))
-            return (new, *output[1:]) if isinstance(output, tuple) else new
+            return nan_outside_rows(output, read)
 
         with local_forward_hook(self.block, poison):
             return run_rows(rows)

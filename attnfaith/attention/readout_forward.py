@@ -45,7 +45,7 @@ from torch import nn
 from attnfaith import _state
 from attnfaith._inputs import Batch, call_model
 from attnfaith._state import local_forward_hook
-from attnfaith.attention.readout import Family, family_of, has_path, logits_match
+from attnfaith.attention.readout import Family, family_of, has_path, logits_match, nan_outside_rows
 
 __all__ = ["ReadoutForwards"]
 
@@ -253,11 +253,7 @@ class ReadoutForwards:
         read = self.family.rows(self.model, sub.input_ids).to(sub.device)
 
         def poison(module: nn.Module, args: Any, output: Any) -> Any:
-            out = output[0] if isinstance(output, tuple) else output
-            keep = torch.zeros(out.shape[:2], dtype=torch.bool, device=out.device)
-            keep.scatter_(1, read, True)
-            new = out.masked_fill(~keep[:, :, None], float("nan"))
-            return (new, *output[1:]) if isinstance(output, tuple) else new
+            return nan_outside_rows(output, read)
 
         with local_forward_hook(self.block, poison):
             return call_model(self.model, sub)
