@@ -345,6 +345,9 @@ class TopKEvaluator(Evaluator):
         if not isinstance(attributions, Mapping) or not attributions:
             raise TypeError("attributions must be a non-empty mapping {name: attributions}, got "
                             f"{type(attributions).__name__}")
+        bad = [k for k in attributions if not isinstance(k, str) or not k]
+        if bad:
+            raise TypeError(f"attributions: every name must be a non-empty str, got {bad[0]!r}")
         return self._evaluate_rankings(inputs, dict(attributions), target, additional_forward_args,
                                        max_examples_per_batch, mask, tokenizer, special_ids, example_ids,
                                        named=True)

@@ -295,3 +295,5 @@ def test_evaluate_many_equals_one_call_per_method(arch, cls):
     assert alone == twice == B + len(distinct)
     with pytest.raises(TypeError, match="non-empty mapping"):
         ev.evaluate_many(enc, scores)
+    with pytest.raises(TypeError, match="non-empty str"):
+        ev.evaluate_many(enc, {0: scores})
