@@ -106,6 +106,7 @@ __all__ = [
     "tiny_model",
     "tiny_batch",
     "special_token_ids",
+    "RowCounter",
 ]
 
 ARCHITECTURES: tuple[str, ...] = (
@@ -421,6 +422,21 @@ def special_token_ids(model) -> set[int]:
         else:
             out.add(int(value))
     return out
+
+
+class RowCounter:
+    """Forward pre-hook on a model: ``calls`` (forwards through the model's own ``forward``) and ``rows`` (the
+    sequences they carried, from ``input_ids``). The tests' count of how many forwards an evaluator ran; remove it
+    with ``counter.handle.remove()``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.calls, self.rows = 0, 0
+        self.handle = model.register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.calls += 1
+        self.rows += ids.shape[0]
 
 
 def _first_id(config, attr: str, default: int) -> int:

@@ -12,20 +12,7 @@ import torch
 
 from attnfaith import LeaveOneOut
 from attnfaith.engine import length_breaks
-from attnfaith.testing import tiny_batch, tiny_model
-
-
-class RowCounter:
-    """Forward pre-hook on the model: the number of calls and of rows (sequences) that went through it."""
-
-    def __init__(self, model):
-        self.calls, self.rows = 0, 0
-        self.handle = model.register_forward_pre_hook(self, with_kwargs=True)
-
-    def __call__(self, module, args, kwargs):
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        self.calls += 1
-        self.rows += ids.shape[0]
+from attnfaith.testing import RowCounter, tiny_batch, tiny_model
 
 
 def _items(enc, model):

@@ -14,7 +14,7 @@ from attnfaith import (
     Comprehensiveness, LogOdds, NormalizedAOPC, SoftComprehensiveness, SoftSufficiency, Sufficiency,
 )
 from attnfaith.metrics import log_odds, normalized_comprehensiveness, normalized_sufficiency
-from attnfaith.testing import tiny_batch, tiny_model
+from attnfaith.testing import RowCounter, tiny_batch, tiny_model
 from attnfaith.plain_loops import plain_aopc_bounds, plain_soft_probabilities, plain_topk_probabilities
 
 ARCHS = ["bert", "gpt2", "llama"]
@@ -250,18 +250,6 @@ def test_the_oracle_ranking_is_best_on_a_planted_signal_model():
                 name, means)
 
 
-class _Rows:
-    """Forward pre-hook counting the rows (sequences) through the model."""
-
-    def __init__(self, model):
-        self.rows = 0
-        self.handle = model.register_forward_pre_hook(self, with_kwargs=True)
-
-    def __call__(self, module, args, kwargs):
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        self.rows += ids.shape[0]
-
-
 @pytest.mark.parametrize("cls", [Comprehensiveness, Sufficiency, LogOdds])
 @pytest.mark.parametrize("arch", ["bert", "gpt2"])
 def test_evaluate_many_equals_one_call_per_method(arch, cls):
@@ -279,7 +267,7 @@ def test_evaluate_many_equals_one_call_per_method(arch, cls):
     # the originals once, and a variant shared by two rankings (here "same as a") once
     B = enc["input_ids"].shape[0]
     ev = cls(model, readout=False)
-    counter = _Rows(model)
+    counter = RowCounter(model)
     try:
         ev.evaluate_many(enc, {"a": scores})
         alone = counter.rows
